@@ -1,0 +1,69 @@
+"""Policy evaluation over a gymnasium vector environment.
+
+One sub-environment per episode: sub-env i is seeded with seed + i and only its first episode
+counts, so the result depends on (policy, env_id, num_episodes, seed) alone. The policy sees the
+whole (num_episodes, obs_dim) batch every step, so a jitted policy compiles once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxaug.envs.registry import make_vector_env, normalized_score, resolve_env_id
+
+
+def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, seed: int,
+             obs_stats: Any = None, max_steps: int | None = None) -> dict[str, float]:
+  """Runs `num_episodes` episodes and returns raw and normalised return statistics.
+
+  Args:
+    policy_fn: maps a float32 (num_episodes, obs_dim) batch to actions (num_episodes, act_dim).
+      Pass a function that calls a jitted function (e.g. `lambda o: act(state, o)` with a
+      module-level `jax.jit`ted `act`); wrapping a fresh closure in `jax.jit` on every call
+      would recompile every evaluation.
+    env_id: any name `resolve_env_id` accepts.
+    num_episodes: number of sub-environments = episodes.
+    seed: sub-env i is reset with seed + i.
+    obs_stats: optional object with `.normalize(x)`, applied to observations before the policy.
+    max_steps: optional safety cap on vector steps (default: the env's time limit + 1).
+
+  Returns:
+    dict with return_mean, return_std, return_min, return_max, normalized_score_mean,
+    normalized_score_std, length_mean, num_episodes.
+  """
+  if num_episodes < 1:
+    raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+  env_id = resolve_env_id(env_id)
+  envs = make_vector_env(env_id, num_episodes)
+  try:
+    obs, _ = envs.reset(seed=int(seed))
+    limit = max_steps or (envs.envs[0].spec.max_episode_steps or 1000) + 1
+    returns = np.zeros(num_episodes, np.float64)
+    lengths = np.zeros(num_episodes, np.int64)
+    active = np.ones(num_episodes, bool)
+    for _ in range(limit):
+      x = np.asarray(obs, np.float32)
+      if obs_stats is not None:
+        x = obs_stats.normalize(x)
+      actions = np.asarray(policy_fn(x), np.float64)
+      obs, rewards, terminated, truncated, _ = envs.step(actions)
+      returns += np.where(active, rewards, 0.0)
+      lengths += active
+      active &= ~(terminated | truncated)
+      if not active.any():
+        break
+  finally:
+    envs.close()
+  scores = normalized_score(env_id, returns)
+  return {
+      "return_mean": float(returns.mean()),
+      "return_std": float(returns.std()),
+      "return_min": float(returns.min()),
+      "return_max": float(returns.max()),
+      "normalized_score_mean": float(np.mean(scores)),
+      "normalized_score_std": float(np.std(scores)),
+      "length_mean": float(lengths.mean()),
+      "num_episodes": int(num_episodes),
+  }
