@@ -1,0 +1,181 @@
+"""The generic jitted, data-parallel, resumable training loop.
+
+`run_training` drives any learner with the agent protocol's shape (`update(state, batch, key)`)
+over device-resident data:
+
+  * K updates per dispatch in `lax.scan`, metrics averaged over the K and fetched from the
+    device only when logged;
+  * optional vmap over a leading seed axis (`num_seeds`): several seeds in one program;
+  * one data-parallel path (jaxaug.train.mesh): state replicated, each sampled batch sharded
+    over the `data` axis, buffers donated;
+  * orbax checkpoints every `checkpoint_every` steps holding the learner state *and* the RNG
+    key that drives sampling, so a re-run with the same workdir resumes from the latest
+    checkpoint and continues exactly as an uninterrupted run would (same RNG stream, same
+    data order);
+  * metrics.jsonl / TensorBoard / console through MetricLogger, from process 0 only.
+
+Used by the offline agents (jaxaug.train.offline), diffusion training (GTA, SynthER, ATraDiff
+generators) and DTQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxaug.train import mesh as mesh_lib
+from jaxaug.train.checkpoint import Checkpointer
+from jaxaug.train.logging import MetricLogger
+
+UpdateFn = Callable[[Any, Any, jax.Array], tuple[Any, Mapping[str, jax.Array]]]
+SampleFn = Callable[[Any, jax.Array, int], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  num_steps: int
+  batch_size: int
+  updates_per_dispatch: int = 100
+  log_every: int = 1000
+  eval_every: int = 0  # 0 = never (except the final step when eval_fn is given)
+  checkpoint_every: int = 0  # 0 = only at the end
+  max_checkpoints: int = 3
+  num_seeds: int = 1
+  seed: int = 0
+
+  def validate(self) -> None:
+    k = self.updates_per_dispatch
+    if k <= 0:
+      raise ValueError(f"config.updates_per_dispatch must be positive, got {k}")
+    if self.num_steps <= 0 or self.batch_size <= 0 or self.num_seeds <= 0:
+      raise ValueError("config.num_steps, config.batch_size and config.num_seeds must be "
+                       f"positive, got {self.num_steps}, {self.batch_size}, {self.num_seeds}")
+    for name in ("num_steps", "log_every", "eval_every", "checkpoint_every"):
+      v = getattr(self, name)
+      if v and v % k:
+        raise ValueError(f"config.{name}={v} must be a multiple of config.updates_per_dispatch={k}"
+                         " (metrics, evaluation and checkpoints happen between dispatches)")
+
+  @classmethod
+  def from_config(cls, config) -> "LoopConfig":
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: config[k] for k in fields if k in config})
+
+
+def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num_updates: int,
+                  mesh, num_seeds: int = 1):
+  """Build the jitted function: (state, rng, data) -> (state, rng, mean metrics).
+
+  With num_seeds > 1 the state and rng carry a leading seed axis and the data is shared.
+  """
+
+  def one_update(carry, _, data):
+    state, rng = carry
+    rng, k_sample, k_update = jax.random.split(rng, 3)
+    batch = sample_fn(data, k_sample, batch_size)
+    if mesh is not None and num_seeds == 1:
+      batch = mesh_lib.shard_batch_constraint(batch, mesh)
+    state, metrics = update_fn(state, batch, k_update)
+    return (state, rng), metrics
+
+  def dispatch(state, rng, data):
+    (state, rng), metrics = jax.lax.scan(
+        lambda c, x: one_update(c, x, data), (state, rng), None, length=num_updates)
+    return state, rng, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+  if num_seeds > 1:
+    dispatch = jax.vmap(dispatch, in_axes=(0, 0, None))
+  if mesh is None:
+    return jax.jit(dispatch, donate_argnums=(0, 1))
+  rep = mesh_lib.replicated_sharding(mesh)
+  return jax.jit(dispatch, donate_argnums=(0, 1), in_shardings=(rep, rep, rep),
+                 out_shardings=(rep, rep, rep))
+
+
+def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
+  """(init keys, loop rng) for one seed, or stacked over num_seeds seeds seed..seed+n-1.
+
+  Seed s of a vmapped run gets exactly the keys a separate run with seed=s would get.
+  """
+  def one(s):
+    k_init, k_loop = jax.random.split(jax.random.key(s))
+    return k_init, k_loop
+  if num_seeds == 1:
+    return one(seed)
+  pairs = [one(seed + i) for i in range(num_seeds)]
+  return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
+
+
+def run_training(
+    *,
+    cfg: LoopConfig,
+    workdir: str | None,
+    init_fn: Callable[[jax.Array], Any],
+    update_fn: UpdateFn,
+    sample_fn: SampleFn,
+    data: Any,
+    eval_fn: Callable[[Any, int], Mapping[str, float]] | None = None,
+    meta: dict | None = None,
+    mesh=None,
+    is_main: bool | None = None,
+) -> tuple[Any, dict]:
+  """Train, checkpoint, resume. Returns (final state, last logged metrics).
+
+  init_fn(key) builds one seed's state; with num_seeds > 1 it is vmapped. eval_fn(state, step)
+  runs on the host at eval steps and returns scalars to log (state has the seed axis when
+  num_seeds > 1). `meta` (JSON-able) is stored with every checkpoint.
+  """
+  cfg.validate()
+  mesh = mesh if mesh is not None else mesh_lib.make_data_mesh()
+  if cfg.num_seeds == 1:
+    mesh_lib.check_batch_divisible(cfg.batch_size, mesh)
+  is_main = mesh_lib.is_main_process() if is_main is None else is_main
+  k = cfg.updates_per_dispatch
+
+  init_keys, rng = seed_keys(cfg.seed, cfg.num_seeds)
+  init = jax.vmap(init_fn) if cfg.num_seeds > 1 else init_fn
+  state = jax.jit(init)(init_keys)
+  state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
+
+  ckpt = None
+  step = 0
+  if workdir is not None:
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.max_checkpoints)
+    latest = ckpt.latest_step()
+    if latest is not None:
+      restored = ckpt.restore(latest, {"state": state, "rng": rng})
+      state, rng = restored["state"], restored["rng"]
+      step = int(latest)
+      logging.info("Resumed from %s at step %d", ckpt.directory, step)
+  logger = MetricLogger(workdir, cfg.num_steps, is_main=is_main and workdir is not None,
+                        resume_step=step if step else None) if workdir else None
+
+  dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh, cfg.num_seeds)
+  last: dict = {}
+  while step < cfg.num_steps:
+    state, rng, metrics = dispatch(state, rng, data)
+    step += k
+    record: dict = {}
+    if cfg.log_every and step % cfg.log_every == 0 or step == cfg.num_steps:
+      record.update({f"train/{n}": v for n, v in jax.device_get(metrics).items()})
+    if eval_fn is not None and ((cfg.eval_every and step % cfg.eval_every == 0)
+                                or step == cfg.num_steps):
+      record.update(eval_fn(state, step))
+    if record:
+      last = {n: np.asarray(v) for n, v in record.items()}
+      if logger is not None:
+        logger.log(step, {n: v for n, v in record.items()})
+    if ckpt is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+                             or step == cfg.num_steps):
+      ckpt.save(step, {"state": state, "rng": rng}, dict(meta or {}, step=step))
+  if ckpt is not None:
+    ckpt.close()
+  if logger is not None:
+    logger.close()
+  return state, last

@@ -1,0 +1,83 @@
+"""The one data-parallel path: a 1-D `data` mesh over every device of every host.
+
+Parameters and optimiser states are replicated (`P()`), batches are sharded over `data`
+(`P('data')`). Steps are plain `jax.jit` functions with in/out shardings; XLA's partitioner
+inserts the gradient all-reduce, so an agent written for one device and one global batch is
+data-parallel unchanged and computes the same numbers (the loss is a mean over the *global*
+batch). This sidesteps the shard_map pitfall where gradients of replicated parameters arrive
+already summed over devices (REFERENCE.md). `shard_map` is used only where per-device work
+needs it (generation in jaxaug.augment).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def maybe_initialize_distributed(requested: bool = False) -> None:
+  """Call jax.distributed.initialize() when asked for by flag or by JAXAUG_DISTRIBUTED=1.
+
+  On TPU pods and SLURM/GKE clusters the coordinator address, process count and index are
+  discovered automatically; otherwise set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID.
+  """
+  if requested or os.environ.get("JAXAUG_DISTRIBUTED", "0") == "1":
+    if not jax.distributed.is_initialized():
+      jax.distributed.initialize()
+
+
+def is_main_process() -> bool:
+  return jax.process_index() == 0
+
+
+def make_data_mesh(devices: list | None = None) -> Mesh:
+  devices = list(devices if devices is not None else jax.devices())
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=devices)
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_divisible(batch_size: int, mesh: Mesh, name: str = "config.batch_size") -> None:
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ValueError(f"{name}={batch_size} must be divisible by the number of devices ({n}) "
+                     "so the global batch can be sharded over the 'data' mesh axis")
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Place a host pytree (identical on every process) replicated on all mesh devices.
+
+  Works multi-host: every process passes the same values and gets a global array.
+  """
+  sharding = replicated_sharding(mesh)
+
+  def put(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.device_put(x, sharding)
+    x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+  return jax.tree.map(put, tree)
+
+
+def shard_batch_constraint(tree: Any, mesh: Mesh) -> Any:
+  """Inside jit: ask XLA to shard every leaf's leading axis over `data`."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
