@@ -1,0 +1,39 @@
+r"""Offline RL training (TD3+BC, IQL, CQL, MCQ, DTQL) on a dataset, optionally augmented.
+
+  python experiments/train_offline.py --config=configs/td3bc.py:tiny --workdir=/tmp/td3bc
+  python experiments/train_offline.py --config=configs/iql.py:hopper-medium \
+      --config.data_dir=/data/d4rl --workdir=runs/iql_hopper_medium
+
+Re-running with the same --workdir resumes from the latest checkpoint (pass --noresume to
+refuse to touch an existing run).
+"""
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxaug.train.offline import train_offline
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/td3bc.py:tiny",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config, checkpoints and metrics.")
+_RESUME = flags.DEFINE_bool("resume", True, "Resume from the latest checkpoint in --workdir. "
+                            "With --noresume an existing checkpoint is an error.")
+
+
+def main(argv):
+  del argv
+  workdir = _WORKDIR.value
+  if not _RESUME.value and os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
+      os.path.join(workdir, "checkpoints")):
+    raise app.UsageError(f"--workdir={workdir} already holds checkpoints; use --resume or "
+                         "another --workdir")
+  summary = train_offline(_CONFIG.value, workdir)
+  logging.info("final: %s", {k: v for k, v in summary.items() if k != "state"})
+  print({k: v for k, v in summary.items() if k != "state"})
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)
