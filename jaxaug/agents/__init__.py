@@ -16,6 +16,9 @@ AGENTS: dict[str, str] = {
     "iql": "jaxaug.agents.iql",
     "mcq": "jaxaug.agents.mcq",
     "td3bc": "jaxaug.agents.td3bc",
+    # online
+    "redq": "jaxaug.agents.redq",
+    "rlpd": "jaxaug.agents.rlpd",
 }
 
 

@@ -1,0 +1,89 @@
+"""RLPD: "Efficient Online Reinforcement Learning with Offline Data" (Ball et al., ICML 2023).
+
+SAC with the paper's three design choices (Sec. 4):
+  * symmetric sampling: every batch is half offline data, half online replay
+    (`sample_symmetric`, `offline_ratio` 0.5; Sec. 4.1);
+  * LayerNorm in the critics against Q-value extrapolation (Sec. 4.2);
+  * a large ensemble with a random subset in the target and a high update-to-data ratio:
+    10 critics, min over 2, UTD 20 (Sec. 4.3; the official config), the actor using the mean
+    over the ensemble.
+Also as in the official config: no entropy term in the TD backup (`backup_entropy` False) and
+target entropy -|A|/2.
+
+The update functions are SAC's (`jaxaug.agents.sac`); the agent sees one batch and does not know
+where its rows came from, so symmetric sampling is a data-side function (the online loop calls
+it, or any `sample_fn` override does, e.g. ATraDiff's modified buffer as the online half).
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from jaxaug.agents import sac
+from jaxaug.data import replay
+from jaxaug.data.dataset import Transitions
+from jaxaug.types import EnvSpec
+
+SACState = sac.SACState
+update = sac.update
+update_utd = sac.update_utd
+act = sac.act
+act_jit = sac.act_jit
+update_jit = sac.update_jit
+policy_params = sac.policy_params
+
+UTD_RATIO = 20
+OFFLINE_RATIO = 0.5  # symmetric sampling
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """SAC's defaults with RLPD's critic: LayerNorm, 10 critics, min over 2, no entropy backup."""
+  c = sac.get_config()
+  c.num_critics = 10
+  c.num_min_critics = 2
+  c.critic_layer_norm = True
+  c.backup_entropy = False
+  c.actor_q_reduction = "mean"
+  # None -> -|A| / 2 (RLPD's official default, unlike SAC's -|A|).
+  c.target_entropy_scale = 0.5
+  return c
+
+
+def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> sac.SACState:
+  """SAC's init; a missing target_entropy becomes -target_entropy_scale * |A|."""
+  config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
+  scale = config.get("target_entropy_scale", OFFLINE_RATIO)
+  if "target_entropy_scale" in config:
+    del config["target_entropy_scale"]
+  if config.get("target_entropy") is None:
+    config.target_entropy = -float(scale) * spec.act_dim
+  return sac.init(key, spec, config)
+
+
+def sample_symmetric(offline: Transitions | replay.ReplayBuffer,
+                     online: Transitions | replay.ReplayBuffer, key: jax.Array,
+                     batch_size: int, offline_ratio: float = OFFLINE_RATIO) -> Transitions:
+  """One batch: round(offline_ratio * batch_size) offline rows first, then online rows.
+
+  Jittable (batch_size and offline_ratio static). For `update_utd`, which slices consecutive
+  minibatches, use `sample_symmetric_utd` so that every minibatch is itself symmetric.
+  """
+  if not 0.0 <= offline_ratio <= 1.0:
+    raise ValueError(f"rlpd.sample_symmetric: offline_ratio must be in [0, 1], got "
+                     f"{offline_ratio}")
+  return replay.sample_mixed([offline, online], [offline_ratio, 1.0 - offline_ratio], key,
+                             batch_size, shuffle=False)
+
+
+def sample_symmetric_utd(offline, online, key: jax.Array, batch_size: int, utd_ratio: int,
+                         offline_ratio: float = OFFLINE_RATIO) -> Transitions:
+  """utd_ratio minibatches of `batch_size`, each exactly symmetric, laid end to end.
+
+  This is what `update_utd` expects (it slices consecutive minibatches): every critic step sees
+  the exact offline share, not just the whole stacked batch.
+  """
+  keys = jax.random.split(key, utd_ratio)
+  parts = jax.vmap(lambda k: sample_symmetric(offline, online, k, batch_size, offline_ratio))(
+      keys)
+  return jax.tree.map(lambda x: x.reshape((utd_ratio * batch_size,) + x.shape[2:]), parts)
