@@ -1,0 +1,231 @@
+"""Raw denoiser networks F(x_in, c_noise, cond, use_cond) for the EDM core.
+
+* `MixerUnet`: GTA's temporal U-Net whose blocks are MLP-Mixer blocks (GTA App. A.2), over
+  windows x of shape (B, H, D). Layout channels-last: (B, H, D, C) with C = 1 at the input.
+* `ResidualMLP`: SynthER's residual MLP over flat rows x of shape (B, D).
+
+Both follow the signature expected by `jaxaug.diffusion.edm.precondition`: `c_noise` is (B,),
+`cond` (B, cond_dim) or None, `use_cond` (B,) in {0, 1} or None (= all 1). A dropped condition
+is the *null embedding* (zero), not a zero return (GTA's convention).
+
+The random-Fourier time features are frozen in the original code; here they are a parameter
+named `fourier_freqs` behind `stop_gradient` (their gradient is zero, so AdamW without weight
+decay never moves them). `count_params(..., trainable_only=True)` leaves them out, as the papers'
+counts do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def mish(x: jax.Array) -> jax.Array:
+  return x * jnp.tanh(jax.nn.softplus(x))
+
+
+class RandomFourierFeatures(nn.Module):
+  """[t, sin(2 pi w t), cos(2 pi w t)] with frozen w ~ N(0, 1): `dim + 1` features."""
+
+  dim: int = 16
+
+  @nn.compact
+  def __call__(self, t: jax.Array) -> jax.Array:
+    if self.dim % 2:
+      raise ValueError(f"RandomFourierFeatures.dim must be even, got {self.dim}")
+    w = self.param("fourier_freqs", nn.initializers.normal(1.0), (self.dim // 2,))
+    w = jax.lax.stop_gradient(w)
+    t = t.reshape(-1, 1)
+    f = t * w[None, :] * 2.0 * math.pi
+    return jnp.concatenate([t, jnp.sin(f), jnp.cos(f)], axis=-1)
+
+
+# --- GTA: MixerUnet ------------------------------------------------------------------------------
+
+class FeedForward(nn.Module):
+  hidden: int
+  out: int
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(self.out)(nn.gelu(nn.Dense(self.hidden)(x), approximate=False))
+
+
+class MixerBlock(nn.Module):
+  """Feature-mixing MLP (per row, over C*D) + temporal-mixing MLP (per channel and feature, over
+  H), summed; 1x1 conv to dim_out; embedding bias; residual 1x1 conv."""
+
+  dim_out: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
+    b, h, d, c = x.shape
+    feat = nn.LayerNorm(epsilon=1e-5)(x.reshape(b, h, d * c))
+    feat = FeedForward(4 * c, d * c)(feat).reshape(b, h, d, c)
+    temp = jnp.transpose(x, (0, 2, 3, 1))  # (B, D, C, H)
+    temp = FeedForward(4 * h, h)(nn.LayerNorm(epsilon=1e-5)(temp))
+    temp = jnp.transpose(temp, (0, 3, 1, 2))
+    y = feat + temp
+    if c != self.dim_out:
+      y = nn.Dense(self.dim_out, name="output_conv")(y)
+    y = y + nn.Dense(self.dim_out, name="emb_proj")(mish(emb))[:, None, None, :]
+    res = nn.Dense(self.dim_out, name="res_conv")(x) if c != self.dim_out else x
+    return y + res
+
+
+class LinearAttention(nn.Module):
+  """Linear attention over all H*D positions (softmax over positions on the keys only)."""
+
+  heads: int = 4
+  dim_head: int = 32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, h, d, c = x.shape
+    hidden = self.heads * self.dim_head
+    qkv = nn.Dense(3 * hidden, use_bias=False, name="to_qkv")(x).reshape(b, h * d, 3, self.heads,
+                                                                          self.dim_head)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, heads, dh)
+    k = jax.nn.softmax(k, axis=1)
+    context = jnp.einsum("bnhd,bnhe->bhde", k, v)
+    out = jnp.einsum("bhde,bnhd->bnhe", context, q).reshape(b, h, d, hidden)
+    return nn.Dense(c, name="to_out")(out)
+
+
+class AttentionResidual(nn.Module):
+  """x + LinearAttention(InstanceNorm(x)) (affine instance norm = GroupNorm, 1 channel/group)."""
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.GroupNorm(num_groups=None, group_size=1, epsilon=1e-5)(x)
+    return x + LinearAttention()(y)
+
+
+class MixerUnet(nn.Module):
+  """GTA's denoiser (GTA App. A.2; REFERENCE.md "MixerUnet").
+
+  dim_mults (1, 2, 4, 8) with dim 16 gives channels 16, 32, 64, 128; only the horizon is
+  resampled (32 -> 16 -> 8 -> 4 with 4 stages). Embedding: time (random Fourier -> 4*dim ->
+  Mish -> dim) concatenated with condition (cond_dim -> 2*dim -> Mish -> dim, times use_cond).
+  """
+
+  dim: int = 16
+  dim_mults: Sequence[int] = (1, 2, 4, 8)
+  cond_dim: int = 1
+  fourier_dim: int = 16
+
+  @nn.compact
+  def __call__(self, x: jax.Array, c_noise: jax.Array, cond: jax.Array | None = None,
+               use_cond: jax.Array | None = None) -> jax.Array:
+    b, horizon, _ = x.shape
+    n_down = len(self.dim_mults) - 1
+    if horizon % (2**n_down):
+      raise ValueError(f"MixerUnet: horizon {horizon} must be divisible by 2**{n_down}")
+    t = RandomFourierFeatures(self.fourier_dim)(c_noise)
+    t = nn.Dense(self.dim)(mish(nn.Dense(4 * self.dim)(t)))
+    if self.cond_dim > 0:
+      if cond is None:
+        c = jnp.zeros((b, self.dim), x.dtype)
+      else:
+        c = cond.reshape(b, self.cond_dim).astype(x.dtype)
+        c = nn.Dense(self.dim)(mish(nn.Dense(2 * self.dim)(c)))
+        if use_cond is not None:
+          c = c * use_cond.reshape(b, 1).astype(x.dtype)
+      emb = jnp.concatenate([c, t], axis=-1)
+    else:
+      emb = t
+
+    dims = [self.dim * m for m in self.dim_mults]
+    h = x[..., None]
+    skips = []
+    for i, d_out in enumerate(dims):
+      h = MixerBlock(d_out)(h, emb)
+      h = MixerBlock(d_out)(h, emb)
+      h = AttentionResidual()(h)
+      skips.append(h)
+      if i < len(dims) - 1:
+        h = nn.Conv(d_out, (3, 3), strides=(2, 1), padding=((1, 1), (1, 1)))(h)
+
+    h = MixerBlock(dims[-1])(h, emb)
+    h = AttentionResidual()(h)
+    h = MixerBlock(dims[-1])(h, emb)
+
+    # The up path mirrors all but the first stage; the first stage's output is not used as a skip
+    # (as in the original architecture).
+    for d_in in reversed(dims[:-1]):
+      h = jnp.concatenate([h, skips.pop()], axis=-1)
+      h = MixerBlock(d_in)(h, emb)
+      h = MixerBlock(d_in)(h, emb)
+      h = AttentionResidual()(h)
+      h = nn.ConvTranspose(d_in, (4, 3), strides=(2, 1), padding="SAME")(h)
+
+    h = nn.Conv(self.dim, (3, 3), padding=((1, 1), (1, 1)))(h)
+    h = mish(nn.GroupNorm(num_groups=min(8, self.dim), epsilon=1e-5)(h))
+    return nn.Conv(1, (1, 1))(h)[..., 0]
+
+
+# --- SynthER: residual MLP --------------------------------------------------------------------------
+
+class ResidualMLP(nn.Module):
+  """SynthER's denoiser: [x, cond] -> Linear(dim_t) + time embedding -> Linear(width) ->
+  num_blocks x (x + Linear(ReLU(x))) -> ReLU -> Linear(d_in). Conditioning by concatenation."""
+
+  width: int = 1024
+  num_blocks: int = 6
+  dim_t: int = 128
+  fourier_dim: int = 16
+
+  @nn.compact
+  def __call__(self, x: jax.Array, c_noise: jax.Array, cond: jax.Array | None = None,
+               use_cond: jax.Array | None = None) -> jax.Array:
+    b, d_in = x.shape
+    inp = x
+    if cond is not None:
+      c = cond.reshape(b, -1).astype(x.dtype)
+      if use_cond is not None:
+        c = c * use_cond.reshape(b, 1).astype(x.dtype)
+      inp = jnp.concatenate([x, c], axis=-1)
+    t = RandomFourierFeatures(self.fourier_dim)(c_noise)
+    t = nn.Dense(self.dim_t)(nn.silu(nn.Dense(self.dim_t)(t)))
+    h = nn.Dense(self.dim_t)(inp) + t
+    h = nn.Dense(self.width)(h)
+    for _ in range(self.num_blocks):
+      h = h + nn.Dense(self.width)(nn.relu(h))
+    return nn.Dense(d_in)(nn.relu(h))
+
+
+# --- Presets and helpers --------------------------------------------------------------------------
+
+def make_denoiser_net(name: str, **kwargs) -> nn.Module:
+  """Build a raw denoiser by name ('mixer_unet' | 'resmlp') with keyword hyperparameters."""
+  if name == "mixer_unet":
+    return MixerUnet(**kwargs)
+  if name == "resmlp":
+    return ResidualMLP(**kwargs)
+  raise ValueError(f"unknown denoiser {name!r}; expected 'mixer_unet' or 'resmlp'")
+
+
+PRESETS = {
+    # GTA paper: ~29.6M params at D=24, H=32.
+    "mixer_unet_paper": dict(dim=16, dim_mults=(1, 2, 4, 8)),
+    "mixer_unet_tiny": dict(dim=8, dim_mults=(1, 2)),
+    # SynthER: W=2048 (~25.6M at d_in 42) is the paper's offline setting, W=1024 ~6.5M.
+    "resmlp_paper": dict(width=2048, num_blocks=6, dim_t=128),
+    "resmlp_1024": dict(width=1024, num_blocks=6, dim_t=128),
+    "resmlp_tiny": dict(width=64, num_blocks=2, dim_t=32),
+}
+
+
+def count_params(params, trainable_only: bool = True) -> int:
+  """Number of parameters; frozen Fourier frequencies are left out when trainable_only."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  n = 0
+  for path, leaf in flat:
+    if trainable_only and any(getattr(p, "key", None) == "fourier_freqs" for p in path):
+      continue
+    n += int(leaf.size)
+  return n
