@@ -24,7 +24,8 @@ _ENV_ID = flags.DEFINE_string("env_id", "Hopper-v5", "gymnasium environment")
 _NUM = flags.DEFINE_integer("num_transitions", 20_000, "transitions to collect")
 _SEED = flags.DEFINE_integer("seed", 0, "seed of the environment and the policy")
 _OUT = flags.DEFINE_string(
-    "output_dir", os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "jaxaug", "embedded")),
+    "output_dir",
+    os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "jaxaug", "embedded")),
     "directory of the embedded .npz files")
 
 

@@ -265,13 +265,16 @@ def save_npz(dataset: OfflineDataset, path: str | os.PathLike) -> None:
 
 
 def _load_npz(path, source: str) -> OfflineDataset:
+  data = {}
+  key = None
   try:
     with np.load(path, allow_pickle=False) as z:
-      data = {k: z[k] for k in z.files}
+      for key in z.files:
+        data[key] = z[key]
   except FileNotFoundError as e:
     raise ValueError(f"{source}: no such npz file") from e
   except ValueError as e:  # object arrays need pickle: not our format
-    raise ValueError(f"{source}: unreadable npz without pickle ({e})") from e
+    raise ValueError(f"{source}: field '{key}' cannot be read without pickle ({e})") from e
   except Exception as e:  # zipfile.BadZipFile, OSError
     raise ValueError(f"{source}: not a readable npz file ({e})") from e
   metadata: dict[str, Any] = {}
@@ -377,16 +380,17 @@ def _load_minari(path: str) -> OfflineDataset:
     raise ValueError(f"{h5_file}: empty dataset (no episode_<i> groups)")
   arrays = {k: np.concatenate(v) for k, v in columns.items()}
   infos = {k: np.concatenate(v) for k, v in info_cols.items()}
-  metadata = dict(minari_meta.get(METADATA_KEY) or {})
-  for key in ("dataset_id", "algorithm_name", "minari_version", "ref_min_score",
-              "ref_max_score", "description"):
-    if key in minari_meta and key not in metadata:
-      metadata[key] = minari_meta[key]
-  env_id = _minari_env_id(minari_meta)
-  if env_id and "env_id" not in metadata:
-    metadata["env_id"] = env_id
-  if obs_keys:
-    metadata["observation_keys"] = obs_keys
+  if isinstance(minari_meta.get(METADATA_KEY), dict):  # written by save_minari: verbatim
+    metadata = dict(minari_meta[METADATA_KEY])
+  else:
+    metadata = {k: minari_meta[k] for k in ("dataset_id", "algorithm_name", "minari_version",
+                                            "ref_min_score", "ref_max_score", "description")
+                if k in minari_meta}
+    env_id = _minari_env_id(minari_meta)
+    if env_id:
+      metadata["env_id"] = env_id
+    if obs_keys:
+      metadata["observation_keys"] = obs_keys
   ds = _from_arrays(arrays, infos, metadata, h5_file, "Minari")
   _check_minari_space(minari_meta, "observation_space", ds.obs_dim, meta_file)
   _check_minari_space(minari_meta, "action_space", ds.act_dim, meta_file)
@@ -458,8 +462,10 @@ def save_minari(dataset: OfflineDataset, directory: str | os.PathLike, env_id: s
 
   The real `minari.MinariDataset(DIR/data)` reads the result. Each episode stores T+1
   observations (the last is the final next_observation), T actions/rewards/terminations/
-  truncations (timeouts), and infos with T+1 rows: the last row comes from infos['next_<k>']
-  when present and is NaN otherwise (the simulator state after the last step is unknown).
+  truncations (timeouts; an episode's last row that is neither terminal nor timeout, e.g. the
+  dataset's last row, is written as truncated), and infos with T+1 rows: the last row comes
+  from infos['next_<k>'] when present and is NaN otherwise (the state after the last step is
+  unknown).
   Requires next_observations[i] == observations[i+1] inside episodes, which transition-only
   data does not satisfy. The directory is written atomically.
   """
@@ -488,7 +494,9 @@ def save_minari(dataset: OfflineDataset, directory: str | os.PathLike, env_id: s
         _h5_col(g, "actions", dataset.actions[s:e + 1])
         _h5_col(g, "rewards", rewards)
         _h5_col(g, "terminations", dataset.terminals[s:e + 1] > 0)
-        _h5_col(g, "truncations", dataset.timeouts[s:e + 1] > 0)
+        trunc = dataset.timeouts[s:e + 1] > 0
+        trunc[-1] |= not dataset.terminals[e] > 0  # every stored episode ends done
+        _h5_col(g, "truncations", trunc)
         if info_keys:
           ig = g.create_group("infos")
           for k in info_keys:
