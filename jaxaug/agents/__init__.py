@@ -13,6 +13,7 @@ from types import ModuleType
 AGENTS: dict[str, str] = {
     # offline
     "cql": "jaxaug.agents.cql",
+    "dtql": "jaxaug.agents.dtql",
     "iql": "jaxaug.agents.iql",
     "mcq": "jaxaug.agents.mcq",
     "td3bc": "jaxaug.agents.td3bc",

@@ -1,0 +1,506 @@
+"""DTQL: "Diffusion Policies Creating a Trust Region for Offline RL" (Chen et al., NeurIPS 2024).
+
+Two policies (paper Sec. 2):
+  * a diffusion behaviour-cloning policy mu_theta(a | s), trained with the EDM loss on dataset
+    actions (Sec. 2.2, Eq. 3; sigma_data 0.5, sigma in [0.002, 80], truncated log-logistic
+    training noise, denoised action clipped to +-max_action, loss ((D(a_sigma) - a) / c_out)^2);
+  * a one-step policy pi_phi(a | s) (tanh-Gaussian, or an implicit generator a = G(z, s)),
+    trained with the *diffusion trust-region loss* (Sec. 2.3, Eq. 4): the same diffusion loss
+    evaluated at a ~ pi_phi(s) with fresh sigma / noise, gradients flowing into phi through a
+    and never into theta. Policy loss (Eq. 5): alpha * L_TR - E[min Q(s, pi(s))]
+    (+ gamma_ent * NLL of dataset actions, DTQL's antmaze entropy surrogate).
+Critics (Sec. 4, as IQL): twin Q with LayerNorm and a value net; V fits the tau-expectile of
+min Q(s, a_data); Q regresses onto r + gamma * V(s').
+
+One `update` runs, in the official order, critic -> diffusion BC -> policy -> Polyak, so the
+generic loop (jaxaug.train.loop) makes all three data-parallel at once. The optional
+pre-training phase (`pretrain_steps`, BC + critic only) is a `lax.cond` on the state's step
+counter. `act` is one forward pass, optionally with the max-Q trick over `num_candidates`.
+
+Known bugs of the official code are fixed by default (REFERENCE.md), with flags for faithful
+reruns: `faithful_denoiser` restores the missing activation between the first two denoiser
+layers; `target_value=False` bootstraps from the online V (official) instead of its Polyak
+target; the critic learning rate is its own field (the official code ignores --lr for it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import distrax
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxaug.agents import common
+from jaxaug.data.dataset import Transitions
+from jaxaug.diffusion import edm, samplers
+from jaxaug.nets.mlp import CriticEnsemble, MLP, StateValue, TanhGaussianPolicy, polyak
+from jaxaug.types import EnvSpec
+
+POLICIES = ("tanh_gaussian", "implicit")
+SELECTIONS = ("softmax", "argmax")
+ENTROPY_TERMS = ("nll", "entropy")
+
+
+# ----------------------------------------------------------------------------- config
+def get_config() -> ml_collections.ConfigDict:
+  """DTQL's gym defaults (official main.py / agents/dtql.py)."""
+  c = ml_collections.ConfigDict()
+  c.lr = 3e-4  # diffusion BC and one-step policy (per-dataset in the paper)
+  c.critic_lr = 3e-4  # the official code always uses 3e-4 for the critic
+  c.lr_decay = False  # cosine decay to 0 of all three learning rates after pre-training
+  c.lr_decay_steps = 1_000_000  # length of the decay (official: num_epochs * 1000)
+  c.pretrain_steps = 0  # BC + critic only for this many first steps (official: 50k)
+  c.discount = 0.99
+  c.tau = 0.005  # Polyak rate of the target critic
+  c.expectile = 0.7  # 0.9 for AntMaze
+  c.trust_region_weight = 1.0  # paper's alpha (Eq. 5)
+  c.gamma_ent = 0.0  # weight of the entropy / log-likelihood term (paper's gamma; 1 on AntMaze)
+  c.entropy_term = "nll"  # nll: -log pi(a_data|s) (official) | entropy: log pi(a_pi|s) (SAC-like)
+  c.target_value = True  # Q target from the Polyak-averaged V (fixed); False: online V (official)
+  # Diffusion BC policy (EDM, Karras et al. 2022, with DTQL's settings).
+  c.sigma_data = 0.5
+  c.sigma_min = 0.002
+  c.sigma_max = 80.0
+  c.sigma_scale = 0.5  # log-logistic scale of the training noise (loc = ln sigma_data)
+  c.clip_denoised = True  # clip D(x, sigma) to +-max_action inside the loss (official)
+  c.denoiser_hidden_dim = 256
+  c.denoiser_num_layers = 4  # hidden Dense layers of the denoiser MLP
+  c.time_embed_dim = 16
+  c.faithful_denoiser = False  # True: no activation between the first two layers (official bug)
+  # One-step policy.
+  c.policy = "tanh_gaussian"  # tanh_gaussian | implicit (a = G(z, s), z ~ N(0, generation_sigma^2))
+  c.policy_hidden_dims = (256, 256, 256)
+  c.log_std_min = -5.0
+  c.log_std_max = 2.0
+  c.generation_sigma = 2.5  # scale of the implicit generator's input noise (official toy default)
+  # Critics.
+  c.critic_hidden_dims = (256, 256, 256)
+  # Acting: the paper's max-Q trick (Sec. 4): N candidates from pi, scored by min target Q.
+  c.num_candidates = 1024  # 1 = plain one-step policy
+  c.candidate_selection = "softmax"  # softmax: sample from softmax(Q / temperature) | argmax
+  c.candidate_temperature = 1.0
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Hparams:
+  obs_dim: int
+  act_dim: int
+  max_action: float
+  lr: float
+  critic_lr: float
+  lr_decay: bool
+  lr_decay_steps: int
+  pretrain_steps: int
+  discount: float
+  tau: float
+  expectile: float
+  trust_region_weight: float
+  gamma_ent: float
+  entropy_term: str
+  target_value: bool
+  sigma_data: float
+  sigma_min: float
+  sigma_max: float
+  sigma_scale: float
+  clip_denoised: bool
+  denoiser_hidden_dim: int
+  denoiser_num_layers: int
+  time_embed_dim: int
+  faithful_denoiser: bool
+  policy: str
+  policy_hidden_dims: tuple[int, ...]
+  log_std_min: float
+  log_std_max: float
+  generation_sigma: float
+  critic_hidden_dims: tuple[int, ...]
+  num_candidates: int
+  candidate_selection: str
+  candidate_temperature: float
+
+
+class DTQLState(flax.struct.PyTreeNode):
+  step: jax.Array  # int32 update counter (drives the pre-training phase)
+  bc_params: dict  # diffusion behaviour-cloning policy (denoiser)
+  policy_params: dict  # one-step policy
+  critic_params: dict  # {"q": twin Q, "v": V}
+  target_critic_params: dict
+  bc_opt_state: optax.OptState
+  policy_opt_state: optax.OptState
+  critic_opt_state: optax.OptState
+  hp: Hparams = flax.struct.field(pytree_node=False)
+
+
+# ----------------------------------------------------------------------------- networks
+def mish(x: jax.Array) -> jax.Array:
+  return x * jnp.tanh(jax.nn.softplus(x))
+
+
+def sinusoidal_embedding(x: jax.Array, dim: int) -> jax.Array:
+  """Transformer-style sin/cos features of a scalar per sample: (B,) -> (B, dim)."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(10000.0) / max(half - 1, 1) * jnp.arange(half, dtype=jnp.float32))
+  arg = x[:, None] * freqs[None, :]
+  return jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+
+
+class DTQLDenoiser(nn.Module):
+  """DTQL's raw denoiser F(c_in a_sigma, c_noise, s) (official diffusion/mlps.py layout).
+
+  Input [x_in, s, emb(c_noise)] with emb = sinusoidal(dim) -> 2 dim -> Mish -> dim, then
+  `num_layers` Dense(hidden) layers with Mish and a linear output. The official network has no
+  activation between its first two Dense layers (`faithful=True` reproduces that).
+  """
+
+  act_dim: int
+  hidden_dim: int = 256
+  num_layers: int = 4
+  time_embed_dim: int = 16
+  faithful: bool = False
+
+  @nn.compact
+  def __call__(self, x_in: jax.Array, c_noise: jax.Array, obs: jax.Array) -> jax.Array:
+    emb = sinusoidal_embedding(c_noise, self.time_embed_dim)
+    emb = nn.Dense(self.time_embed_dim)(mish(nn.Dense(2 * self.time_embed_dim)(emb)))
+    h = jnp.concatenate([x_in, obs, emb], axis=-1)
+    for i in range(self.num_layers):
+      h = nn.Dense(self.hidden_dim)(h)
+      if not (self.faithful and i == 0):
+        h = mish(h)
+    return nn.Dense(self.act_dim)(h)
+
+
+class ImplicitPolicy(nn.Module):
+  """One-step implicit generator a = max_action tanh(G([z, s])), z ~ N(0, generation_sigma^2)."""
+
+  act_dim: int
+  hidden_dims: Sequence[int] = (256, 256, 256)
+  max_action: float = 1.0
+  generation_sigma: float = 2.5
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, z: jax.Array) -> jax.Array:
+    x = MLP(self.hidden_dims, self.act_dim, "mish")(jnp.concatenate([z, obs], axis=-1))
+    return self.max_action * jnp.tanh(x)
+
+
+def denoiser_net(hp: Hparams) -> DTQLDenoiser:
+  return DTQLDenoiser(hp.act_dim, hp.denoiser_hidden_dim, hp.denoiser_num_layers,
+                      hp.time_embed_dim, hp.faithful_denoiser)
+
+
+def policy_net(hp: Hparams) -> nn.Module:
+  if hp.policy == "implicit":
+    return ImplicitPolicy(hp.act_dim, hp.policy_hidden_dims, hp.max_action, hp.generation_sigma)
+  # Official DiagGaussianActorTanhAction: ReLU MLP, orthogonal init, log_std in [-5, 2].
+  return TanhGaussianPolicy(hp.act_dim, hp.policy_hidden_dims, hp.max_action, hp.log_std_min,
+                            hp.log_std_max, orthogonal_init=True)
+
+
+def q_net(hp: Hparams) -> CriticEnsemble:
+  return CriticEnsemble(num_critics=2, hidden_dims=hp.critic_hidden_dims, activation="mish",
+                        layer_norm=True)
+
+
+def v_net(hp: Hparams) -> StateValue:
+  return StateValue(hp.critic_hidden_dims, activation="mish")
+
+
+def make_denoiser(bc_params, hp: Hparams) -> edm.Denoiser:
+  """EDM-preconditioned D(a, sigma, s), clipped to +-max_action when `clip_denoised` (DTQL)."""
+  net = denoiser_net(hp)
+  raw = lambda x_in, c_noise, cond, use_cond: net.apply(bc_params, x_in, c_noise, cond)
+  d = edm.precondition(raw, hp.sigma_data)
+  if not hp.clip_denoised:
+    return d
+  return lambda x, sigma, cond=None, use_cond=None: jnp.clip(d(x, sigma, cond, use_cond),
+                                                             -hp.max_action, hp.max_action)
+
+
+def sigma_fn(hp: Hparams) -> edm.SigmaFn:
+  """DTQL's training noise: ln sigma ~ Logistic(ln sigma_data, 0.5) truncated to the range."""
+  return edm.make_sigma_fn("truncated_loglogistic", loc=math.log(hp.sigma_data),
+                           scale=hp.sigma_scale, sigma_min=hp.sigma_min, sigma_max=hp.sigma_max)
+
+
+def _schedule(lr: float, hp: Hparams, offset: int) -> optax.Schedule | float:
+  """Constant for the first `offset` optimiser steps, then cosine to 0 over lr_decay_steps."""
+  if not hp.lr_decay:
+    return lr
+  cos = optax.cosine_decay_schedule(lr, max(hp.lr_decay_steps, 1))
+  if offset <= 0:
+    return cos
+  return optax.join_schedules([optax.constant_schedule(lr), cos], [offset])
+
+
+# The BC and critic optimisers also step during pre-training; the policy optimiser does not
+# (its step count starts at 0 when the policy phase starts), so only the former get an offset.
+def bc_tx(hp: Hparams) -> optax.GradientTransformation:
+  return optax.adam(_schedule(hp.lr, hp, hp.pretrain_steps))
+
+
+def critic_tx(hp: Hparams) -> optax.GradientTransformation:
+  return optax.adam(_schedule(hp.critic_lr, hp, hp.pretrain_steps))
+
+
+def policy_tx(hp: Hparams) -> optax.GradientTransformation:
+  return optax.adam(_schedule(hp.lr, hp, 0))
+
+
+def _validate(hp: Hparams) -> None:
+  def bad(field, expected, got):
+    raise ValueError(f"config.agent.{field} must be {expected} (dtql), got {got!r}")
+  if hp.policy not in POLICIES:
+    bad("policy", f"one of {POLICIES}", hp.policy)
+  if hp.candidate_selection not in SELECTIONS:
+    bad("candidate_selection", f"one of {SELECTIONS}", hp.candidate_selection)
+  if hp.entropy_term not in ENTROPY_TERMS:
+    bad("entropy_term", f"one of {ENTROPY_TERMS}", hp.entropy_term)
+  if hp.policy == "implicit" and hp.gamma_ent != 0.0:
+    bad("gamma_ent", "0 with the implicit policy (it has no density)", hp.gamma_ent)
+  if not 0.0 < hp.expectile < 1.0:
+    bad("expectile", "in (0, 1)", hp.expectile)
+  if not 0.0 < hp.sigma_min < hp.sigma_max:
+    bad("sigma_min/sigma_max", "0 < sigma_min < sigma_max", (hp.sigma_min, hp.sigma_max))
+  if hp.sigma_data <= 0:
+    bad("sigma_data", "positive", hp.sigma_data)
+  if hp.num_candidates < 1:
+    bad("num_candidates", ">= 1", hp.num_candidates)
+  if hp.candidate_temperature <= 0:
+    bad("candidate_temperature", "positive", hp.candidate_temperature)
+  if hp.pretrain_steps < 0:
+    bad("pretrain_steps", ">= 0", hp.pretrain_steps)
+  if hp.time_embed_dim < 4 or hp.time_embed_dim % 2:
+    bad("time_embed_dim", "an even number >= 4", hp.time_embed_dim)
+
+
+def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
+         ) -> DTQLState:
+  hp = common.hparams_from_config(Hparams, config if config is not None else get_config(),
+                                  spec, "dtql")
+  _validate(hp)
+  k_bc, k_pi, k_q, k_v = jax.random.split(key, 4)
+  obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
+  act = jnp.zeros((1, hp.act_dim), jnp.float32)
+  bc_params = denoiser_net(hp).init(k_bc, act, jnp.zeros((1,), jnp.float32), obs)
+  if hp.policy == "implicit":
+    policy_params = policy_net(hp).init(k_pi, obs, act)
+  else:
+    policy_params = policy_net(hp).init(k_pi, obs)
+  critic_params = {"q": q_net(hp).init(k_q, obs, act), "v": v_net(hp).init(k_v, obs)}
+  return DTQLState(
+      step=jnp.zeros((), jnp.int32), bc_params=bc_params, policy_params=policy_params,
+      critic_params=critic_params, target_critic_params=jax.tree.map(jnp.copy, critic_params),
+      bc_opt_state=bc_tx(hp).init(bc_params), policy_opt_state=policy_tx(hp).init(policy_params),
+      critic_opt_state=critic_tx(hp).init(critic_params), hp=hp)
+
+
+# ----------------------------------------------------------------------------- policy sampling
+def sample_policy(policy_params, hp: Hparams, obs: jax.Array, key: jax.Array,
+                  with_log_prob: bool = False):
+  """Reparameterised a ~ pi_phi(.|s) (differentiable in phi); optionally with log pi(a|s)."""
+  if hp.policy == "implicit":
+    z = hp.generation_sigma * jax.random.normal(key, obs.shape[:-1] + (hp.act_dim,))
+    a = policy_net(hp).apply(policy_params, obs, z)
+    return (a, None) if with_log_prob else a
+  dist = policy_net(hp).apply(policy_params, obs)
+  if with_log_prob:
+    return dist.sample_and_log_prob(seed=key)
+  return dist.sample(seed=key)
+
+
+def policy_mode(policy_params, hp: Hparams, obs: jax.Array) -> jax.Array:
+  """The deterministic action: tanh(mean) for the Gaussian, G(z=0, s) for the implicit policy."""
+  if hp.policy == "implicit":
+    return policy_net(hp).apply(policy_params, obs, jnp.zeros(obs.shape[:-1] + (hp.act_dim,)))
+  dist = policy_net(hp).apply(policy_params, obs)
+  return hp.max_action * jnp.tanh(dist.distribution.loc)
+
+
+def data_nll(policy_params, hp: Hparams, obs: jax.Array, actions: jax.Array) -> jax.Array:
+  """DTQL's entropy surrogate: -log N(atanh(a / (max_a + 1e-3)); mu, sigma), no tanh Jacobian."""
+  dist = policy_net(hp).apply(policy_params, obs)
+  pre_tanh = jnp.arctanh(actions / (hp.max_action + 1e-3))
+  return -dist.distribution.log_prob(pre_tanh)
+
+
+# ----------------------------------------------------------------------------- losses
+def diffusion_loss(bc_params, hp: Hparams, actions: jax.Array, obs: jax.Array, key: jax.Array,
+                   per_sample: bool = False):
+  """DTQL's EDM loss (Eq. 3): mean ((clip(D(a + sigma n, sigma, s)) - a) / c_out)^2.
+
+  With lambda(sigma) = 1 / c_out^2, `edm.edm_loss` on the clipped denoiser is exactly this form.
+  """
+  return edm.edm_loss(make_denoiser(bc_params, hp), actions, key, cond=obs,
+                      sigma_fn=sigma_fn(hp), sigma_data=hp.sigma_data,
+                      return_per_sample=per_sample)
+
+
+def trust_region_loss(actions: jax.Array, bc_params, hp: Hparams, obs: jax.Array,
+                      key: jax.Array, per_sample: bool = False):
+  """Diffusion trust-region loss (Eq. 4): the BC diffusion loss at the policy's actions.
+
+  The diffusion parameters are frozen (stop_gradient): the loss moves the actions (and through
+  them the one-step policy) towards high-density regions of the behaviour policy, never the
+  behaviour model towards the actions.
+  """
+  return diffusion_loss(jax.lax.stop_gradient(bc_params), hp, actions, obs, key, per_sample)
+
+
+def critic_loss(critic_params, target_critic_params, hp: Hparams, batch: Transitions):
+  """Expectile V loss + two Q MSEs, summed (official q_v_critic_loss)."""
+  q_data = q_net(hp).apply(critic_params["q"], batch.observations, batch.actions)  # (2, B)
+  v = v_net(hp).apply(critic_params["v"], batch.observations)
+  diff = jax.lax.stop_gradient(q_data.min(0)) - v
+  weight = jnp.where(diff < 0, 1.0 - hp.expectile, hp.expectile)
+  value_loss = jnp.mean(weight * jnp.square(diff))
+  v_params = target_critic_params["v"] if hp.target_value else critic_params["v"]
+  next_v = v_net(hp).apply(v_params, batch.next_observations)
+  target = common.td_target(batch.rewards, batch.masks, hp.discount, next_v)
+  q_loss = jnp.sum(jnp.mean(jnp.square(q_data - target), axis=1))
+  loss = value_loss + q_loss
+  return loss, {"critic_loss": loss, "value_loss": value_loss, "q_loss": q_loss,
+                "q": q_data.mean(), "v": v.mean()}
+
+
+def policy_loss(policy_params, bc_params, critic_params, hp: Hparams, batch: Transitions,
+                key: jax.Array):
+  """Eq. 5: alpha * L_TR(pi(s)) - E[min Q(s, pi(s))] + gamma_ent * entropy term."""
+  k_pi, k_tr = jax.random.split(key)
+  obs = batch.observations
+  need_logp = hp.gamma_ent != 0.0 and hp.entropy_term == "entropy"
+  out = sample_policy(policy_params, hp, obs, k_pi, with_log_prob=need_logp)
+  actions, log_prob = out if need_logp else (out, None)
+  tr = trust_region_loss(actions, bc_params, hp, obs, k_tr)
+  q = q_net(hp).apply(jax.lax.stop_gradient(critic_params["q"]), obs, actions).min(0)
+  q_term = -jnp.mean(q)
+  if hp.gamma_ent == 0.0:
+    ent = jnp.zeros(())
+  elif hp.entropy_term == "nll":
+    ent = jnp.mean(data_nll(policy_params, hp, obs, batch.actions))
+  else:
+    ent = jnp.mean(log_prob)
+  loss = hp.trust_region_weight * tr + q_term + hp.gamma_ent * ent
+  return loss, {"policy_loss": loss, "trust_region_loss": tr, "policy_q": -q_term,
+                "entropy_term": ent}
+
+
+# ----------------------------------------------------------------------------- update
+def update(state: DTQLState, batch: Transitions, key: jax.Array):
+  """One DTQL step: critic -> diffusion BC -> one-step policy -> Polyak (official order)."""
+  hp = state.hp
+  k_bc, k_pi = jax.random.split(key)
+
+  g_c, c_info = jax.grad(critic_loss, has_aux=True)(
+      state.critic_params, state.target_critic_params, hp, batch)
+  critic_params, critic_opt_state = common.apply_updates(
+      critic_tx(hp), g_c, state.critic_opt_state, state.critic_params)
+
+  bc_value, g_bc = jax.value_and_grad(diffusion_loss)(
+      state.bc_params, hp, batch.actions, batch.observations, k_bc)
+  bc_params, bc_opt_state = common.apply_updates(bc_tx(hp), g_bc, state.bc_opt_state,
+                                                 state.bc_params)
+
+  def policy_step(_):
+    g, info = jax.grad(policy_loss, has_aux=True)(
+        state.policy_params, bc_params, critic_params, hp, batch, k_pi)
+    params, opt_state = common.apply_updates(policy_tx(hp), g, state.policy_opt_state,
+                                             state.policy_params)
+    return params, opt_state, info
+
+  if hp.pretrain_steps > 0:
+    info_shape = jax.eval_shape(policy_step, None)[2]
+    skip = lambda _: (state.policy_params, state.policy_opt_state,
+                      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape))
+    pretraining = state.step < hp.pretrain_steps
+    policy_params, policy_opt_state, pi_info = jax.lax.cond(pretraining, skip, policy_step, None)
+  else:
+    pretraining = jnp.zeros((), bool)
+    policy_params, policy_opt_state, pi_info = policy_step(None)
+
+  state = state.replace(
+      step=state.step + 1, bc_params=bc_params, policy_params=policy_params,
+      critic_params=critic_params,
+      target_critic_params=polyak(state.target_critic_params, critic_params, hp.tau),
+      bc_opt_state=bc_opt_state, policy_opt_state=policy_opt_state,
+      critic_opt_state=critic_opt_state)
+  metrics = {**c_info, "bc_loss": bc_value, **pi_info,
+             "pretraining": pretraining.astype(jnp.float32)}
+  return state, metrics
+
+
+# ----------------------------------------------------------------------------- act
+def _act_batched(state: DTQLState, obs: jax.Array, key: jax.Array,
+                 deterministic: bool) -> jax.Array:
+  hp = state.hp
+  n = hp.num_candidates
+  if n == 1:
+    if deterministic:
+      return policy_mode(state.policy_params, hp, obs)
+    return sample_policy(state.policy_params, hp, obs, key)
+  # Max-Q trick (paper Sec. 4, official sample_action): N candidates per state, scored by the
+  # min of the target twin Q; pick by softmax sampling (paper) or argmax.
+  k_cand, k_pick = jax.random.split(key)
+  b = obs.shape[0]
+  obs_rep = jnp.repeat(obs, n, axis=0)  # (B * N, obs)
+  cand = sample_policy(state.policy_params, hp, obs_rep, k_cand)
+  q = q_net(hp).apply(state.target_critic_params["q"], obs_rep, cand).min(0).reshape(b, n)
+  if hp.candidate_selection == "argmax":
+    idx = jnp.argmax(q, axis=1)
+  else:
+    idx = jax.random.categorical(k_pick, q / hp.candidate_temperature, axis=1)
+  return jnp.take_along_axis(cand.reshape(b, n, -1), idx[:, None, None], axis=1)[:, 0]
+
+
+def act(state: DTQLState, observations: jax.Array, key: jax.Array,
+        deterministic: bool = True) -> jax.Array:
+  """One-step policy actions for (B, obs) or (obs,) observations.
+
+  With num_candidates == 1, `deterministic` picks tanh(mean) instead of a sample. With
+  num_candidates > 1 the candidates are policy samples and `candidate_selection` decides
+  (softmax sampling is stochastic by design: it is how the paper evaluates).
+  """
+  hp = state.hp
+  single = observations.ndim == 1
+  obs = observations[None] if single else observations
+  a = _act_batched(state, obs, key, deterministic)
+  a = jnp.clip(a, -hp.max_action, hp.max_action)
+  return a[0] if single else a
+
+
+def sample_diffusion_policy(state: DTQLState, observations: jax.Array, key: jax.Array,
+                            num_steps: int = 50) -> jax.Array:
+  """Sample the diffusion BC policy mu_theta(a|s) with `num_steps` deterministic Heun steps.
+
+  DTQL never does this in training or acting; it is the multi-step baseline that one-step
+  inference replaces (latency benchmark, toy plots). 2 num_steps - 1 denoiser evaluations.
+  """
+  hp = state.hp
+  single = observations.ndim == 1
+  obs = observations[None] if single else observations
+  cfg = samplers.SamplerConfig(num_steps=num_steps, sigma_min=hp.sigma_min,
+                               sigma_max=hp.sigma_max, s_churn=0.0)
+  a = samplers.heun_sample(make_denoiser(state.bc_params, hp), key,
+                           (obs.shape[0], hp.act_dim), cfg, cond=obs)
+  a = jnp.clip(a, -hp.max_action, hp.max_action)
+  return a[0] if single else a
+
+
+def trust_region_landscape(state: DTQLState, obs: jax.Array, actions: jax.Array, key: jax.Array,
+                           num_draws: int = 64) -> jax.Array:
+  """Per-action trust-region loss averaged over `num_draws` (sigma, noise) draws: (B,).
+
+  obs (B, obs_dim), actions (B, act_dim). Low values = inside the trust region (high behaviour
+  density); used for the paper's Fig. 1-style loss landscape.
+  """
+  def one(k):
+    return trust_region_loss(actions, state.bc_params, state.hp, obs, k, per_sample=True)[1]
+  return jnp.mean(jax.lax.map(one, jax.random.split(key, num_draws)), axis=0)
