@@ -1,0 +1,91 @@
+"""Preset machinery shared by the offline agents' config files (configs/<agent>.py).
+
+    get_config('tiny')            CPU smoke run, well under a minute
+    get_config('small')           CPU run of a few minutes
+    get_config('hopper-medium')   paper scale: 1M steps, batch 256, the D4RL v2 file
+    get_config() / 'default'      paper hyperparameters on the default (embedded) dataset
+
+Per-dataset presets read `d4rl:<data_dir>/<name>-v2.hdf5`; `dataset` is a lazy reference to
+`data_dir`, so `--config.data_dir=/data/d4rl` moves it, and `--config.dataset=...` still
+replaces it outright. Evaluation uses the v5 gymnasium environments (jaxaug.envs).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import ml_collections
+
+from jaxaug.train.config import offline_base_config
+
+LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
+                   "walker2d": "Walker2d-v5"}
+D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert")
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".d4rl", "datasets")
+BASE_PRESETS = ("default", "tiny", "small")
+
+# hook(config, env_name, quality) -> None: per-dataset agent settings (e.g. DTQL's weights).
+DatasetHook = Callable[[ml_collections.ConfigDict, str, str], None]
+
+
+def dataset_presets() -> list[str]:
+  return [f"{env}-{q}" for env in LOCOMOTION_ENVS for q in D4RL_QUALITIES]
+
+
+def all_presets() -> list[str]:
+  return list(BASE_PRESETS) + dataset_presets()
+
+
+def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg: str | None,
+                   *, tiny_agent: dict | None = None, small_agent: dict | None = None,
+                   tiny: dict | None = None, small: dict | None = None,
+                   dataset_hook: DatasetHook | None = None,
+                   config_file: str = "configs/<agent>.py") -> ml_collections.ConfigDict:
+  """The base offline config with `agent_name`'s defaults and the preset `arg` applied.
+
+  tiny_agent / small_agent override agent fields in those presets (e.g. smaller networks);
+  tiny / small override top-level fields.
+  """
+  preset = (arg or "default").strip()
+  c = offline_base_config()
+  c.agent_name = agent_name
+  c.agent = agent_config
+  c.data_dir = DEFAULT_DATA_DIR  # where the per-dataset presets find D4RL hdf5 files
+  if preset == "default":
+    pass
+  elif preset == "tiny":
+    c.num_steps = 2000
+    c.batch_size = 256
+    c.updates_per_dispatch = 100
+    c.log_every = 500
+    c.eval_every = 1000
+    c.eval_episodes = 2
+    c.checkpoint_every = 1000
+    c.update(tiny or {})
+    c.agent.update(tiny_agent or {})
+  elif preset == "small":
+    c.num_steps = 30_000
+    c.batch_size = 256
+    c.updates_per_dispatch = 100
+    c.log_every = 1000
+    c.eval_every = 5000
+    c.eval_episodes = 5
+    c.checkpoint_every = 10_000
+    c.update(small or {})
+    c.agent.update(small_agent or {})
+  elif preset in dataset_presets():
+    env_name, quality = preset.split("-", 1)
+    c.dataset = "d4rl:" + c.get_ref("data_dir") + f"/{preset}-v2.hdf5"
+    c.env_id = LOCOMOTION_ENVS[env_name]
+    c.num_steps = 1_000_000
+    c.batch_size = 256
+    c.eval_every = 5000
+    c.eval_episodes = 10
+    c.checkpoint_every = 50_000
+    if dataset_hook is not None:
+      dataset_hook(c, env_name, quality)
+  else:
+    raise ValueError(f"unknown preset {preset!r} for {config_file}; expected one of: "
+                     f"{', '.join(all_presets())}")
+  return c
