@@ -417,6 +417,9 @@ def test_next_observations_mismatch(tmp_path):
   expect_error(f"npz:{p}", p, "next_observations", "inside episodes", "episodic")
   save_raw_npz(p, {**arrays, "next_observations": shuffled}, json.dumps({"episodic": False}))
   assert len(load_dataset(f"npz:{p}")) == 800
+  save_raw_npz(p, {**arrays, "next_observations": shuffled})
+  got = load_dataset(f"npz:{p}", episodic=False)
+  assert len(got) == 800 and got.metadata["episodic"] is False and got.timeouts.sum() == 2
   # A single break (a junction of two files) is tolerated and marked as an episode end.
   one = arrays["next_observations"].copy()
   one[100] += 1.0

@@ -56,8 +56,13 @@ _MAX_METADATA_ARRAY = 64
 # Public entry point.
 
 
-def load_dataset(spec: str, env_spec: EnvSpec | None = None) -> OfflineDataset:
-  """Loads and validates a dataset named by `spec` ('d4rl:PATH', 'minari:PATH', ...)."""
+def load_dataset(spec: str, env_spec: EnvSpec | None = None, *,
+                 episodic: bool | None = None) -> OfflineDataset:
+  """Loads and validates a dataset named by `spec` ('d4rl:PATH', 'minari:PATH', ...).
+
+  `episodic` overrides metadata['episodic']: False skips the next-observation continuity rule
+  (transition-only data such as synthetic SynthER samples).
+  """
   fmt, _, arg = spec.partition(":")
   if fmt not in FORMATS or not arg:
     fmt, arg = _infer_format(spec), spec
@@ -69,6 +74,8 @@ def load_dataset(spec: str, env_spec: EnvSpec | None = None) -> OfflineDataset:
     ds = _load_npz(arg, source=arg)
   else:
     ds = _load_embedded(arg)
+  if episodic is not None:
+    ds.metadata = {**ds.metadata, "episodic": bool(episodic)}
   validate_dataset(ds, env_spec)
   return _mark_breaks(ds)
 
