@@ -431,35 +431,22 @@ def _box_json(dim: int, low: float, high: float, dtype: str) -> str:
 
 
 def _minari_spaces(dataset: OfflineDataset, env_id: str) -> dict[str, str]:
-  """Serialised spaces and env spec, from the registered environment when there is one."""
+  """Serialised Box spaces, and the registered env spec when `env_id` has one.
+
+  Spaces come from the data (unbounded float64 observations, as gymnasium's MuJoCo tasks use;
+  actions in [-max_action, max_action], max_action from metadata, default 1) rather than from
+  building the environment, which would have side effects (MuJoCo's MUJOCO_LOG.TXT).
+  """
   import gymnasium as gym  # pylint: disable=g-import-not-at-top
 
   out = {}
   try:
-    spec = gym.spec(env_id)
-  except gym.error.Error:
-    spec = None
-  if spec is not None:
-    try:
-      out["env_spec"] = spec.to_json()
-    except (TypeError, ValueError):
-      pass
+    out["env_spec"] = gym.spec(env_id).to_json()
+  except (gym.error.Error, TypeError, ValueError):
+    pass  # not registered here, or not serialisable: the spaces below suffice for Minari
   max_action = float(dataset.metadata.get("max_action", 1.0))
-  out["observation_space"] = _box_json(dataset.obs_dim, -np.inf, np.inf, "float32")
+  out["observation_space"] = _box_json(dataset.obs_dim, -np.inf, np.inf, "float64")
   out["action_space"] = _box_json(dataset.act_dim, -max_action, max_action, "float32")
-  if spec is not None:
-    try:
-      env = gym.make(env_id)
-      obs_space, act_space = env.observation_space, env.action_space
-      env.close()
-      if (isinstance(obs_space, gym.spaces.Box) and obs_space.shape == (dataset.obs_dim,)
-          and isinstance(act_space, gym.spaces.Box) and act_space.shape == (dataset.act_dim,)):
-        for name, space in (("observation_space", obs_space), ("action_space", act_space)):
-          out[name] = json.dumps({"type": "Box", "dtype": str(space.dtype),
-                                  "shape": list(space.shape), "low": space.low.tolist(),
-                                  "high": space.high.tolist()})
-    except Exception:  # pylint: disable=broad-except
-      pass  # an environment that cannot be built here: the generic boxes above stand
   return out
 
 
