@@ -375,8 +375,9 @@ def test_empty(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("terminals", 2.0), ("timeouts", 0.5)])
-def test_flags_not_binary(tmp_path, field, value):
-  arrays = raw(episodic())
+@pytest.mark.parametrize("old_layout", [False, True])
+def test_flags_not_binary(tmp_path, field, value, old_layout):
+  arrays = raw(episodic(), drop=("next_observations",) if old_layout else ())
   arrays[field] = arrays[field].copy()
   arrays[field][3] = value
   p = tmp_path / "flags.hdf5"

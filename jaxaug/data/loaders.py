@@ -137,15 +137,16 @@ def _rebuild_next_observations(fields: dict[str, np.ndarray], infos: dict[str, n
   obs = fields["observations"]
   n = len(obs)
   term = np.asarray(fields["terminals"]) > 0
-  tout = (np.asarray(fields["timeouts"]) > 0).copy()
+  timeouts = np.asarray(fields["timeouts"], np.float32).copy()  # bad values left to validate
+  tout = timeouts > 0
   next_obs = np.concatenate([obs[1:], obs[-1:]], axis=0) if n else obs
   keep = ~(tout & ~term)
   if n:
     keep[-1] = term[-1]
   dropped = np.flatnonzero(~keep)
   prev = dropped[dropped > 0] - 1
-  tout[prev[~term[prev]]] = True  # the row before a dropped one now ends its episode
-  out = dict(fields, next_observations=next_obs, timeouts=tout.astype(np.float32))
+  timeouts[prev[~term[prev] & ~tout[prev]]] = 1.0  # the row before a dropped one ends its episode
+  out = dict(fields, next_observations=next_obs, timeouts=timeouts)
   out = {k: v[keep] for k, v in out.items()}
   return out, {k: v[keep] for k, v in infos.items()}
 
