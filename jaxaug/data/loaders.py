@@ -37,8 +37,8 @@ import numpy as np
 
 from jaxaug.data.dataset import TRANSITION_FIELDS, OfflineDataset
 from jaxaug.data.fileio import atomic_directory, atomic_path, to_jsonable
-from jaxaug.data.validate import (REQUIRED_FIELDS, check_lengths, next_observation_breaks,
-                                  require_fields, validate_dataset)
+from jaxaug.data.validate import (REQUIRED_FIELDS, check_binary, check_lengths,
+                                  next_observation_breaks, require_fields, validate_dataset)
 from jaxaug.types import EnvSpec
 
 FORMATS = ("d4rl", "minari", "npz", "embedded")
@@ -127,6 +127,8 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], infos: Mapping[str, np.ndarra
       raise ValueError(f"{source}: field '{key}' must have shape (N,), got {fields[key].shape}")
   infos = {k: np.asarray(v) for k, v in infos.items()}
   if "next_observations" not in fields:
+    for key in ("terminals", "timeouts"):  # the rebuild reads them as episode boundaries
+      check_binary(fields[key], key, source)
     fields, infos = _rebuild_next_observations(fields, infos)
     metadata = {**metadata, "next_observations_rebuilt": True}
   return OfflineDataset(**fields, infos=infos, metadata=metadata, source=source)

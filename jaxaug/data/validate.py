@@ -55,6 +55,15 @@ def check_lengths(arrays: Mapping[str, np.ndarray], source: str, n: int | None =
   return n
 
 
+def check_binary(x: np.ndarray, field: str, source: str) -> None:
+  """Raises unless every entry of `x` is 0 or 1 (bool arrays pass)."""
+  x = np.asarray(x)
+  bad = np.flatnonzero((x != 0) & (x != 1))
+  if len(bad):
+    raise ValueError(f"{source}: field '{field}' must be 0 or 1, got {x.flat[bad[0]]} at index "
+                     f"{int(bad[0])}")
+
+
 def first_nonfinite_row(x: np.ndarray) -> int | None:
   if not np.issubdtype(x.dtype, np.floating):
     return None
@@ -100,11 +109,7 @@ def validate_dataset(ds: OfflineDataset, env_spec: EnvSpec | None = None, *,
       raise ValueError(f"{src}: field '{key}' has a NaN or Inf value, first at index {bad}")
 
   for key in ("terminals", "timeouts"):
-    x = arrays[key]
-    bad = np.flatnonzero((x != 0) & (x != 1))
-    if len(bad):
-      raise ValueError(f"{src}: field '{key}' must be 0 or 1, got {x[bad[0]]} at index "
-                       f"{int(bad[0])}")
+    check_binary(arrays[key], key, src)
 
   if env_spec is not None:
     if ds.obs_dim != env_spec.obs_dim:
