@@ -41,8 +41,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the row subsets.")
 _BACKEND = flags.DEFINE_enum("backend", "auto", ["auto", "batch", "rollout", "loop"],
                              "MuJoCo stepping backend of the oracle.")
 _NTHREAD = flags.DEFINE_integer("nthread", 1, "Threads of the batched MuJoCo backends.")
-_CHUNK = flags.DEFINE_integer("chunk", 1024, "Novelty: generated rows per device call.")
-_DATA_CHUNK = flags.DEFINE_integer("data_chunk", 8192, "Novelty: original rows per block.")
+_CHUNK = flags.DEFINE_integer("chunk", 256, "Novelty: generated rows per device call.")
+_DATA_CHUNK = flags.DEFINE_integer("data_chunk", 2048, "Novelty: original rows per block.")
 _NORM_NOVELTY = flags.DEFINE_bool("normalize_novelty", False, "Normalise states with the "
                                   "original's stats before novelty (default raw, as GTA).")
 
