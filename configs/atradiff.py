@@ -1,0 +1,95 @@
+"""ATraDiff online configs: `--config=configs/atradiff.py:PRESET`.
+
+An online agent (SAC, REDQ or RLPD config from configs/) plus `config.atradiff`, the diffuser
+and modified-replay-buffer hyperparameters (jaxaug.augment.atradiff.online.get_config; paper
+names: synthetic_ratio = rho, expected_length = L, lengths = the preset k's).
+
+Presets:
+  tiny                       SAC + ATraDiff on Hopper, tiny networks (CPU, ~1 min; tests)
+  sac-ENV, redq-ENV          online RL (Sec. 5.1): fixed diffuser trained on
+                             embedded:ENV-medium-replay, no online adaptation
+  rlpd-ENV                   offline-to-online (Sec. 5.2): RLPD's symmetric sampling of the same
+                             dataset, online adaptation with the TD-error indicator
+  cpu-hopper                 SAC + ATraDiff at CPU scale (the comparison in notes/atradiff.md)
+ENV is hopper, halfcheetah or walker2d. `--config.atradiff.enabled=False` gives the baseline
+with otherwise identical settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import ml_collections
+
+from jaxaug.augment.atradiff.online import get_config as atradiff_config
+
+ENVS = ("hopper", "halfcheetah", "walker2d")
+AGENTS = ("sac", "redq", "rlpd")
+PRESETS = ("tiny", "cpu-hopper") + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+
+
+def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_jaxaug_configs_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+  arg = arg or "tiny"
+  if arg not in PRESETS:
+    raise ValueError(f"configs/atradiff.py: unknown preset {arg!r}; expected one of {PRESETS}")
+  if arg == "tiny":
+    c = _sibling("sac", "tiny")
+    c.agent_name = "sac"
+    c.atradiff = atradiff_config()
+    a = c.atradiff
+    a.lengths = (4, 8)
+    a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 32, 1, 16
+    a.generator_steps, a.generator_batch_size, a.steps_per_dispatch = 50, 64, 50
+    a.ema_decay, a.ema_every = 0.9, 1
+    a.num_sample_steps = 4
+    a.estimator_hidden_dims = (32,)
+    a.estimator_steps = 50
+    a.preliminary_samples = 32
+    a.queue_size = 16
+    a.generation_interval = 50
+    a.synthetic_capacity = 2000
+    a.adapt = True  # exercise the adaptation path too
+    a.adapt_every, a.adapt_start = 200, 400
+    a.adapt_steps, a.adapt_batch_size = 2, 16
+    a.td_heap_size, a.td_top_k = 256, 32
+    a.reward_buffer_size = 64
+    return c
+  if arg == "cpu-hopper":
+    c = _sibling("sac", "hopper")
+    c.agent_name = "sac"
+    c.num_env_steps = 30_000
+    c.start_steps = 2000
+    c.replay_capacity = 100_000
+    c.eval_every = 3000
+    c.eval_episodes = 5
+    c.checkpoint_every = 10_000
+    c.log_every = 1000
+    c.atradiff = atradiff_config()
+    a = c.atradiff
+    a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 256, 3, 64
+    a.generator_steps = 3000
+    a.estimator_steps = 2000
+    a.num_sample_steps = 16
+    a.synthetic_capacity = 200_000
+    a.queue_size = 64
+    a.generation_interval = 250
+    return c
+  agent, env = arg.split("-")
+  c = _sibling(agent, env)
+  c.agent_name = agent
+  c.atradiff = atradiff_config()
+  a = c.atradiff
+  a.offline_dataset = f"embedded:{env}-medium-replay"
+  if agent == "rlpd":  # offline-to-online with online adaptation (Sec. 5.2, Fig. 7)
+    a.adapt = True
+    a.importance = "td_error"
+  return c
