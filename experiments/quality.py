@@ -16,7 +16,6 @@ copied from the rows it was made from, which no longer describe its states).
 """
 
 import os
-import time
 
 from absl import app, flags, logging
 import numpy as np
@@ -46,52 +45,17 @@ _DATA_CHUNK = flags.DEFINE_integer("data_chunk", 2048, "Novelty: original rows p
 _NORM_NOVELTY = flags.DEFINE_bool("normalize_novelty", False, "Normalise states with the "
                                   "original's stats before novelty (default raw, as GTA).")
 
-COLUMNS = (("oracle_reward_mean", "oracle r", "{:9.4f}"), ("reward_mean", "data r", "{:9.4f}"),
-           ("mse", "dyn MSE", "{:10.3e}"), ("n_masked", "masked", "{:7d}"),
-           ("novelty_state", "nov s", "{:7.4f}"), ("novelty_action", "nov a", "{:7.4f}"),
-           ("novelty_state_action", "nov sa", "{:7.4f}"))
-
-
 def _subset(ds, n: int, rng: np.random.Generator):
   if n and len(ds) > n:
     return ds.subset(np.sort(rng.choice(len(ds), n, replace=False)))
   return ds
 
 
-def evaluate_set(name, spec, ds, original, stats, oracle, is_original, novelty_ref):
-  t0 = time.perf_counter()
-  qpos = ds.infos.get("qpos") if is_original else None
-  qvel = ds.infos.get("qvel") if is_original else None
-  if qpos is None or qvel is None:
-    qpos = qvel = None
-  m = quality.quality_metrics(oracle.env_id, ds.observations, ds.actions, ds.next_observations,
-                              rewards=ds.rewards, terminals=ds.terminals, obs_stats=stats,
-                              qpos=qpos, qvel=qvel, oracle=oracle)
-  oracle_rewards = m.pop("oracle_rewards")
-  t_oracle = time.perf_counter() - t0
-  if is_original:
-    nov = {k: 0.0 for k in quality.NOVELTY_KEYS}  # every row is its own nearest neighbour
-  else:
-    nov = quality.novelty(ds, novelty_ref, chunk=_CHUNK.value, data_chunk=_DATA_CHUNK.value,
-                          obs_stats=stats if _NORM_NOVELTY.value else None)
-  t_novelty = time.perf_counter() - t0 - t_oracle
-  row = {"name": name, "spec": spec, "n": len(ds), "used_infos": qpos is not None, **m,
-         **{f"novelty_{k}": v for k, v in nov.items()},
-         "seconds_oracle": t_oracle, "seconds_novelty": t_novelty}
-  return row, ds.rewards, oracle_rewards
-
-
-def format_table(rows) -> str:
-  head = f"{'dataset':28s} {'n':>8s} " + " ".join(
-      f"{title:>{len(fmt.format(0))}s}" for _, title, fmt in COLUMNS)
-  lines = [head, "-" * len(head)]
-  for r in rows:
-    cells = []
-    for key, _, fmt in COLUMNS:
-      v = r.get(key)
-      cells.append(fmt.format(v) if v is not None else "-".rjust(len(fmt.format(0))))
-    lines.append(f"{r['name'][:28]:28s} {r['n']:8d} " + " ".join(cells))
-  return "\n".join(lines)
+def evaluate_set(name, spec, ds, original, stats, oracle, is_original):
+  row, oracle_rewards = quality.dataset_quality(
+      oracle.env_id, ds, original, obs_stats=stats, is_original=is_original, oracle=oracle,
+      chunk=_CHUNK.value, data_chunk=_DATA_CHUNK.value, normalize_novelty=_NORM_NOVELTY.value)
+  return {"name": name, "spec": spec, **row}, ds.rewards, oracle_rewards
 
 
 def plot_rewards(path, env_id, original_rewards, sets) -> None:
@@ -143,7 +107,7 @@ def main(argv):
   rows, plot_sets = [], []
   row, orig_rewards, _ = evaluate_set("original", _ORIGINAL.value,
                                       _subset(original_full, _MAX_ROWS.value, rng),
-                                      original_full, stats, oracle, True, novelty_ref)
+                                      novelty_ref, stats, oracle, True)
   rows.append(row)
   for name, spec in zip(names, _GENERATED.value):
     ds = load_dataset(spec)
@@ -151,11 +115,11 @@ def main(argv):
       raise ValueError(f"--generated={spec}: dims ({ds.obs_dim}, {ds.act_dim}) do not match "
                        f"{env_id} ({oracle.obs_dim}, {oracle.act_dim})")
     row, gen_rewards, orc = evaluate_set(name, spec, _subset(ds, _MAX_ROWS.value, rng),
-                                         original_full, stats, oracle, False, novelty_ref)
+                                         novelty_ref, stats, oracle, False)
     rows.append(row)
     plot_sets.append((name, gen_rewards, orc))
     logging.info("%s: %s", name, row)
-  table = format_table(rows)
+  table = quality.format_quality_table(rows)
   print(table)
   os.makedirs(_OUT.value, exist_ok=True)
   write_json_atomic(os.path.join(_OUT.value, "quality.json"), {

@@ -151,3 +151,36 @@ def test_quality_metrics_one_simulation():
   assert out["reward_abs_err"] < 1e-9 and out["terminal_agreement"] == 1.0
   np.testing.assert_allclose(out["oracle_reward_mean"], rew.mean(), rtol=1e-9)
   assert out["mse"] < 1e-12
+
+
+def test_quality_experiment_writes_table_json_and_plot(tmp_path):
+  import json
+  import subprocess
+  import sys
+
+  from jaxaug.data.loaders import save_npz
+  obs, act, rew, nxt, term, qpos, qvel = _data("HalfCheetah-v5", n=400)
+  timeouts = np.zeros(len(obs))
+  timeouts[199::200] = 1.0  # random_transitions resets every 200 steps
+  original = OfflineDataset(obs, act, rew, nxt, term, timeouts, infos={"qpos": qpos, "qvel": qvel},
+                            metadata={"env_id": "HalfCheetah-v5"})
+  rng = np.random.default_rng(0)
+  noisy = OfflineDataset(obs + 0.05 * rng.standard_normal(obs.shape), act, rew, nxt, term,
+                         timeouts, metadata={"env_id": "HalfCheetah-v5", "episodic": False})
+  save_npz(original, tmp_path / "orig.npz")
+  save_npz(noisy, tmp_path / "gen.npz")
+  out = tmp_path / "q"
+  root = __file__.rsplit("/tests/", 1)[0]
+  res = subprocess.run(
+      [sys.executable, f"{root}/experiments/quality.py", f"--original=npz:{tmp_path}/orig.npz",
+       f"--generated=npz:{tmp_path}/gen.npz", "--names=noisy", f"--out={out}"],
+      capture_output=True, text=True, timeout=120, cwd=root)
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert "original" in res.stdout and "noisy" in res.stdout
+  report = json.loads((out / "quality.json").read_text())
+  orig_row, gen_row = report["rows"]
+  assert orig_row["used_infos"] and orig_row["mse"] < 1e-10 and orig_row["n_masked"] == 0
+  assert gen_row["mse"] > 1e-4 and 0 < gen_row["novelty_state"] < 1.0
+  assert gen_row["novelty_action"] == 0.0
+  assert (out / "rewards.png").stat().st_size > 10_000
+  assert not list(out.glob("*.tmp*"))

@@ -258,3 +258,65 @@ def novelty(generated, original, chunk: int = 256, *, data_chunk: int = 2048,
   return {k: float(nearest_neighbour_distances(g, o, chunk=chunk, data_chunk=data_chunk,
                                                method=method).mean())
           for k, (g, o) in pairs.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# Whole datasets: one row of the quality table (experiments/quality.py).
+
+TABLE_COLUMNS = (("oracle_reward_mean", "oracle r", "{:9.4f}"),
+                 ("reward_mean", "data r", "{:9.4f}"), ("mse", "dyn MSE", "{:10.3e}"),
+                 ("n_masked", "masked", "{:7d}"), ("novelty_state", "nov s", "{:7.4f}"),
+                 ("novelty_action", "nov a", "{:7.4f}"),
+                 ("novelty_state_action", "nov sa", "{:7.4f}"))
+
+
+def dataset_quality(env_id: str, dataset, original, *, obs_stats=None, is_original: bool = False,
+                    oracle: StateOracle | None = None, chunk: int = 256, data_chunk: int = 2048,
+                    normalize_novelty: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+  """All metrics of one dataset against `original` (both OfflineDataset-like).
+
+  `obs_stats` defaults to NormStats-style stats of the original. With `is_original`, the
+  dataset's infos/qpos, infos/qvel are used when present and novelty is 0 by definition (every
+  row is its own nearest neighbour); a generated set is always rebuilt from its observations
+  (its infos, if any, may be copies that no longer describe its states). Returns the row
+  (a JSON-able dict) and the oracle reward of each row.
+  """
+  import time  # pylint: disable=g-import-not-at-top
+  if obs_stats is None:
+    obs = np.asarray(original.observations, np.float64)
+    obs_stats = (obs.mean(axis=0), obs.std(axis=0) + 1e-3)
+  t0 = time.perf_counter()
+  infos = getattr(dataset, "infos", {}) or {}
+  qpos, qvel = (infos.get("qpos"), infos.get("qvel")) if is_original else (None, None)
+  if qpos is None or qvel is None:
+    qpos = qvel = None
+  m = quality_metrics(env_id, dataset.observations, dataset.actions, dataset.next_observations,
+                      rewards=dataset.rewards, terminals=dataset.terminals, obs_stats=obs_stats,
+                      qpos=qpos, qvel=qvel, oracle=oracle)
+  oracle_rewards = m.pop("oracle_rewards")
+  t1 = time.perf_counter()
+  if is_original:
+    nov = {k: 0.0 for k in NOVELTY_KEYS}
+  else:
+    nov = novelty(dataset, original, chunk=chunk, data_chunk=data_chunk,
+                  obs_stats=obs_stats if normalize_novelty else None)
+  row = {"n": len(dataset.rewards), "used_infos": qpos is not None, **m,
+         **{f"novelty_{k}": v for k, v in nov.items()},
+         "seconds_oracle": t1 - t0, "seconds_novelty": time.perf_counter() - t1}
+  return row, oracle_rewards
+
+
+def format_quality_table(rows) -> str:
+  """A fixed-width table of `dataset_quality` rows (each with a 'name')."""
+  widths = [len(fmt.format(0)) for _, _, fmt in TABLE_COLUMNS]
+  head = f"{'dataset':28s} {'n':>8s} " + " ".join(
+      f"{title:>{w}s}" for (_, title, _), w in zip(TABLE_COLUMNS, widths))
+  lines = [head, "-" * len(head)]
+  for r in rows:
+    cells = []
+    for (key, _, fmt), w in zip(TABLE_COLUMNS, widths):
+      v = r.get(key)
+      cells.append("-".rjust(w) if v is None or (isinstance(v, float) and np.isnan(v))
+                   else fmt.format(v))
+    lines.append(f"{str(r.get('name', ''))[:28]:28s} {r['n']:8d} " + " ".join(cells))
+  return "\n".join(lines)
