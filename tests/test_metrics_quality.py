@@ -184,3 +184,30 @@ def test_quality_experiment_writes_table_json_and_plot(tmp_path):
   assert gen_row["novelty_action"] == 0.0
   assert (out / "rewards.png").stat().st_size > 10_000
   assert not list(out.glob("*.tmp*"))
+
+
+def test_novelty_sharded_over_four_fake_devices_equals_brute_force():
+  import subprocess
+  import sys
+  import textwrap
+
+  code = textwrap.dedent("""
+      import jax, numpy as np
+      from jaxaug.metrics import quality
+      assert jax.local_device_count() == 4
+      rng = np.random.default_rng(0)
+      y = rng.standard_normal((3001, 11)).astype(np.float32)
+      x = rng.standard_normal((501, 11)).astype(np.float32)
+      x[:5] = y[:5]
+      d = quality.nearest_neighbour_distances(x, y, chunk=130, data_chunk=512)
+      brute = np.sqrt(((x[:, None].astype(np.float64) - y[None]) ** 2).sum(-1).min(1))
+      assert d.shape == (501,) and (d[:5] == 0).all()
+      assert np.abs(d - brute).max() < 1e-5, np.abs(d - brute).max()
+      print("OK")
+  """)
+  root = __file__.rsplit("/tests/", 1)[0]
+  env = {**__import__("os").environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": root}
+  res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120, cwd=root)
+  assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-2000:]

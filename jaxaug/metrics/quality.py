@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxaug.envs.oracle import OracleStep, StateOracle, get_oracle
+from jaxaug.train.mesh import batch_sharding, make_data_mesh, replicated_sharding
 
 NOVELTY_KEYS = ("state", "action", "state_action")
 
@@ -175,13 +176,18 @@ def _min_sq_dist_chunk(x, data, method: str = "matmul"):
 
 
 def nearest_neighbour_distances(queries, data, *, chunk: int = 256, data_chunk: int = 2048,
-                                method: str = "matmul") -> np.ndarray:
+                                method: str = "matmul", mesh=None) -> np.ndarray:
   """L2 distance from each query row to its nearest row of `data` (exact brute force).
 
   Memory is bounded by chunk x data_chunk (the pair block) plus the data itself on device; the
   query rows stream through in chunks of `chunk`. See `_min_sq_dist_chunk` for the methods.
   The defaults keep the pair block (2 MiB) in CPU cache, measured fastest on CPU; on an
   accelerator use larger blocks (e.g. chunk=4096, data_chunk=16384).
+
+  With several local devices (or a given 1-D `mesh`, e.g. jaxaug.train.mesh.make_data_mesh())
+  each query chunk is sharded over the mesh and the data replicated: every device scans all
+  data blocks for its share of the queries (chunk is rounded up to a multiple of the device
+  count). Single-process only: the queries and data are host arrays of this process.
   """
   if method not in ("matmul", "direct"):
     raise ValueError(f"method must be 'matmul' or 'direct', got {method!r}")
@@ -208,15 +214,25 @@ def nearest_neighbour_distances(queries, data, *, chunk: int = 256, data_chunk: 
   pad = n_blocks * data_chunk - len(y)
   # Padding repeats a real row: it can never lower a minimum.
   y = np.concatenate([y, np.repeat(y[:1], pad, axis=0)]) if pad else y
-  y_dev = jax.device_put(y.reshape(n_blocks, data_chunk, -1))
+  if mesh is None and jax.local_device_count() > 1:
+    mesh = make_data_mesh(jax.local_devices())
+  n_dev = 1 if mesh is None else mesh.devices.size
   chunk = max(1, min(chunk, len(q)))
+  chunk = -(-chunk // n_dev) * n_dev
+  y = y.reshape(n_blocks, data_chunk, -1)
+  if mesh is None:
+    y_dev, q_sharding = jax.device_put(y), None
+  else:
+    y_dev = jax.device_put(y, replicated_sharding(mesh))
+    q_sharding = batch_sharding(mesh)
   outs = []
   for s in range(0, len(q), chunk):
     block = q[s:s + chunk]
     k = len(block)
     if k < chunk:
       block = np.concatenate([block, np.zeros((chunk - k, q.shape[1]), np.float32)])
-    outs.append((_min_sq_dist_chunk(jnp.asarray(block), y_dev, method=method), k))
+    block = jax.device_put(block, q_sharding) if q_sharding is not None else jnp.asarray(block)
+    outs.append((_min_sq_dist_chunk(block, y_dev, method=method), k))
   d2 = np.concatenate([np.asarray(o)[:k] for o, k in outs])
   return np.sqrt(np.maximum(d2, 0.0))
 
