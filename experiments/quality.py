@@ -7,6 +7,8 @@ Prints one row per dataset (the original first): oracle reward mean (the environ
 reward of each (s, a)), the dataset's own reward mean, dynamic MSE (normalised with the
 original's observation std), rows masked by the oracle, and state / action / state-action
 novelty (mean L2 distance to the nearest original row; 0 for the original by definition).
+"data r" averages all rows; the JSON also has reward_mean_valid (the oracle's valid rows, the
+ones "oracle r" averages) and reward_abs_err.
 Writes DIR/quality.json and DIR/rewards.png (reward distributions: original, generated, oracle)
 atomically.
 
