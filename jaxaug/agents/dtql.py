@@ -498,9 +498,19 @@ def trust_region_landscape(state: DTQLState, obs: jax.Array, actions: jax.Array,
                            num_draws: int = 64) -> jax.Array:
   """Per-action trust-region loss averaged over `num_draws` (sigma, noise) draws: (B,).
 
-  obs (B, obs_dim), actions (B, act_dim). Low values = inside the trust region (high behaviour
-  density); used for the paper's Fig. 1-style loss landscape.
+  obs (B, obs_dim), actions (B, act_dim). Every action sees the same draws (common random
+  numbers), so the landscape is smooth across actions. Low values = inside the trust region
+  (high behaviour density); used for the paper's Fig. 1-style loss landscape and in tests.
   """
+  hp = state.hp
+  d = make_denoiser(state.bc_params, hp)
+
   def one(k):
-    return trust_region_loss(actions, state.bc_params, state.hp, obs, k, per_sample=True)[1]
+    k_s, k_n = jax.random.split(k)
+    sigma = sigma_fn(hp)(k_s, ())
+    noise = jax.random.normal(k_n, (hp.act_dim,))
+    s = jnp.full((actions.shape[0],), sigma)
+    den = d(actions + sigma * noise, s, obs)
+    return jnp.mean(edm.loss_weight(sigma, hp.sigma_data) * jnp.square(den - actions), axis=-1)
+
   return jnp.mean(jax.lax.map(one, jax.random.split(key, num_draws)), axis=0)
