@@ -13,6 +13,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.offline import train_offline
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/td3bc.py:tiny",
@@ -24,6 +25,7 @@ _RESUME = flags.DEFINE_bool("resume", True, "Resume from the latest checkpoint i
 
 def main(argv):
   del argv
+  quiet_third_party_logs()
   workdir = _WORKDIR.value
   if not _RESUME.value and os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
       os.path.join(workdir, "checkpoints")):

@@ -65,7 +65,7 @@ def test_vmapped_seeds_equal_separate_runs(name):
 
 def test_loop_config_validation_names_fields():
   with pytest.raises(ValueError, match="config.log_every"):
-    LoopConfig(num_steps=100, batch_size=8, updates_per_dispatch=30, log_every=50).validate()
+    LoopConfig(num_steps=90, batch_size=8, updates_per_dispatch=30, log_every=50).validate()
   with pytest.raises(ValueError, match="config.num_steps"):
     LoopConfig(num_steps=0, batch_size=8).validate()
 

@@ -95,3 +95,22 @@ def _truncate_jsonl(path: str, max_step: int) -> None:
 def read_metrics(workdir: str) -> list[dict]:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+class _DropThirdPartyInfo:
+  """absl handler filter: drop INFO records from orbax/jax internals (they flood the console)."""
+
+  PREFIXES = ("orbax", "jax/_src", "etils")
+
+  def filter(self, record) -> bool:
+    if record.levelno >= 30:  # WARNING and above always pass
+      return True
+    path = record.pathname.replace("\\", "/")
+    return not any(f"/{p}" in path for p in self.PREFIXES)
+
+
+def quiet_third_party_logs() -> None:
+  """Keep the console readable: third-party INFO logs are dropped, ours and warnings kept."""
+  handler = absl_logging.get_absl_handler()
+  if not any(isinstance(f, _DropThirdPartyInfo) for f in handler.filters):
+    handler.addFilter(_DropThirdPartyInfo())

@@ -19,7 +19,7 @@ import numpy as np
 from jaxaug import agents as agents_lib
 from jaxaug import envs
 from jaxaug.data import dataset as dataset_lib
-from jaxaug.data import loaders, normalize, replay
+from jaxaug.data import loaders, normalize, replay, validate
 from jaxaug.train import config_io
 from jaxaug.train import mesh as mesh_lib
 from jaxaug.train.loop import LoopConfig, run_training
@@ -52,14 +52,14 @@ def prepare_data(config, ds, spec):
   def prep(d):
     if obs_stats is not None:
       d = normalize.normalize_dataset(d, obs_stats)
-    return reward_tf.apply_to_dataset(d)
+    return normalize.transform_rewards(d, reward_tf)
 
   real = prep(ds).transitions()
   sample_fn = dataset_lib.sample_transitions
   data: Any = real
   aug = config.augment
   if aug.path:
-    gen = loaders.load_dataset(aug.path, env_spec=spec)
+    gen = loaders.load_dataset(aug.path, env_spec=spec, episodic=False)
     gen_t = prep(gen).transitions()
     if aug.mode == "concat":  # GTA's way: original plus generated, sampled uniformly
       data = dataset_lib.concatenate([real, gen_t])
@@ -114,7 +114,7 @@ def train_offline(config: ml_collections.ConfigDict, workdir: str | None) -> dic
   ds = loaders.load_dataset(config.dataset)
   env_id = infer_env_id(config, ds)
   spec = envs.env_spec(env_id)
-  loaders.check_against_spec(ds, spec)
+  validate.validate_dataset(ds, spec)  # dimensions against the environment
   data, sample_fn, obs_stats, reward_tf = prepare_data(config, ds, spec)
 
   if workdir is not None and is_main:
