@@ -1,0 +1,32 @@
+r"""Train a trajectory (GTA) or transition (SynthER) diffusion generator.
+
+  python experiments/train_diffusion.py --config=configs/gta.py:tiny --workdir=/tmp/gta
+  python experiments/train_diffusion.py --config=configs/synther.py:tiny --workdir=/tmp/synther
+
+Runs through the generic train loop: checkpoints in WORKDIR/checkpoints, metrics in
+WORKDIR/metrics.jsonl, config in WORKDIR/config.json; re-running with the same --workdir resumes
+from the latest checkpoint exactly.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxaug.augment import pipeline
+from jaxaug.train.logging import quiet_third_party_logs
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for config, checkpoints and metrics.")
+
+
+def main(argv):
+  del argv
+  quiet_third_party_logs()
+  _, last = pipeline.train_generator(_CONFIG.value, _WORKDIR.value)
+  logging.info("final: %s", last)
+  print({k: float(v) for k, v in last.items()})
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,47 @@
+"""S4RL (Sinha et al., CoRL 2021) Gaussian state augmentation: s + eps, eps ~ N(0, std^2).
+
+std = 3e-4 (the value GTA App. C.1 uses). Two forms:
+  * `augment_batch`: jittable, on a Transitions batch inside an agent's update (fresh noise each
+    step, as in S4RL);
+  * `augment`: a host-side augmented copy of a dataset (`num_copies` noisy copies), for the
+    data-quality comparison and for training on a fixed augmented dataset.
+Observations and next observations get independent noise; actions, rewards, terminals are kept.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxaug.data.dataset import OfflineDataset, Transitions
+
+DEFAULT_STD = 3e-4
+
+
+def augment_batch(batch: Transitions, key: jax.Array, std: float = DEFAULT_STD) -> Transitions:
+  k1, k2 = jax.random.split(key)
+  return batch.replace(
+      observations=batch.observations + std * jax.random.normal(k1, batch.observations.shape),
+      next_observations=batch.next_observations
+      + std * jax.random.normal(k2, batch.next_observations.shape))
+
+
+def augment(dataset: OfflineDataset, seed: int = 0, std: float = DEFAULT_STD,
+            num_copies: int = 1) -> OfflineDataset:
+  if std < 0 or num_copies < 1:
+    raise ValueError(f"s4rl.augment: need std >= 0 and num_copies >= 1, got {std}, {num_copies}")
+  rng = np.random.default_rng(seed)
+  parts = []
+  for _ in range(num_copies):
+    parts.append(OfflineDataset(
+        observations=dataset.observations + std * rng.standard_normal(dataset.observations.shape),
+        actions=dataset.actions, rewards=dataset.rewards,
+        next_observations=dataset.next_observations
+        + std * rng.standard_normal(dataset.next_observations.shape),
+        terminals=dataset.terminals, timeouts=dataset.timeouts, infos=dict(dataset.infos),
+        metadata={}, source=dataset.source))
+  out = parts[0] if num_copies == 1 else OfflineDataset.concatenate(parts, source=dataset.source)
+  out.metadata = {"method": "s4rl", "std": float(std), "num_copies": int(num_copies),
+                  "seed": int(seed), "base": dataset.source}
+  out.source = f"s4rl({dataset.source})"
+  return out
