@@ -182,6 +182,12 @@ def _adaptation_round(diffuser: adiff.Diffuser, state: AugState, windows: adata.
 
 # ------------------------------------------------------------------------------- augmenter
 
+def store_draw(seed: int, step: int, probability: float) -> bool:
+  """Bernoulli(probability) for env step `step` from a counter-based stream (seed, step): the
+  same decision on every run and after a resume, with no RNG state to checkpoint."""
+  return bool(np.random.default_rng([int(seed), int(step), 0xA7]).random() < probability)
+
+
 class ATraDiffAugmenter:
   """Host-side driver of ATraDiff in `jaxaug.train.online.train_online` (see module doc)."""
 
@@ -313,8 +319,7 @@ class ATraDiffAugmenter:
       self.adaptation_round(agent_state, buf, done_steps)
 
   def _store_draw(self, step: int) -> bool:
-    """Bernoulli(rho / ((1 - rho) L)) from a counter-based stream: identical after resume."""
-    return bool(np.random.default_rng([self.seed, int(step), 0xA7]).random() < self.p_store)
+    return store_draw(self.seed, step, self.p_store)
 
   def _enqueue(self, state: np.ndarray) -> None:
     self.counters["queued"] += 1

@@ -1,0 +1,343 @@
+"""ATraDiff: data preparation, pruner, length rounding, modified buffer, importance buffers,
+batched generation rounds and a tiny end-to-end online run."""
+
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxaug.augment.atradiff import buffer as abuffer
+from jaxaug.augment.atradiff import data as adata
+from jaxaug.augment.atradiff import importance as aimp
+from jaxaug.augment.atradiff import length as alength
+from jaxaug.augment.atradiff import online as aonline
+from jaxaug.augment.atradiff import pruner
+from jaxaug.augment.atradiff.adapt import real_windows
+from jaxaug.data import replay
+from jaxaug.data.dataset import OfflineDataset, Transitions
+from jaxaug.types import EnvSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(preset="tiny"):
+  path = os.path.join(ROOT, "configs", "atradiff.py")
+  spec = importlib.util.spec_from_file_location("_test_atradiff_cfg", path)
+  m = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(m)
+  return m.get_config(preset)
+
+
+def _toy_dataset(lengths=(3, 5), obs_dim=2, act_dim=1, terminal_last=True):
+  obs, act, rew, nxt, term, tout = [], [], [], [], [], []
+  c = 0.0
+  for t in lengths:
+    for i in range(t):
+      obs.append([c, -c][:obs_dim])
+      nxt.append([c + 1, -(c + 1)][:obs_dim])
+      act.append([0.1 * i] * act_dim)
+      rew.append(1.0 + i)
+      term.append(1.0 if (i == t - 1 and terminal_last) else 0.0)
+      tout.append(1.0 if (i == t - 1 and not terminal_last) else 0.0)
+      c += 1
+    c += 10  # episodes far apart
+  return OfflineDataset(np.array(obs), np.array(act), np.array(rew), np.array(nxt),
+                        np.array(term), np.array(tout))
+
+
+# ------------------------------------------------------------------------- data preparation
+
+def test_padded_rows_and_windows_end_in_copies_of_the_last_state():
+  ds = _toy_dataset((3, 5))
+  rows, starts, remaining = adata.padded_rows(ds, pad=4)
+  assert rows.shape == (3 + 1 + 4 + 5 + 1 + 4, 4)
+  np.testing.assert_array_equal(starts, [0, 1, 2, 8, 9, 10, 11, 12])
+  np.testing.assert_array_equal(remaining, [3, 2, 1, 5, 4, 3, 2, 1])
+  # window of length 4 from the last transition of episode 0: s_3, then s_4 copied, a = r = 0
+  w = rows[starts[2] + np.arange(4)]
+  np.testing.assert_array_equal(w[0, :2], ds.observations[2])
+  for j in (1, 2, 3):
+    np.testing.assert_array_equal(w[j, :2], ds.next_observations[2])
+    assert w[j, 2] == 0 and w[j, 3] == 0
+  # a window inside episode 1 is the raw rows
+  w = rows[starts[3] + np.arange(4)]
+  np.testing.assert_array_equal(w[:, :2], ds.observations[3:7])
+  np.testing.assert_array_equal(w[:, 3], ds.rewards[3:7])
+
+
+def test_window_batch_condition_is_the_first_state_and_task_one_hot():
+  ds = _toy_dataset((3, 5))
+  stats = adata.fit_row_stats(ds)
+  wd = adata.build_window_data(ds, stats, 6, task_ids=np.arange(len(ds)) % 3)
+  b = adata.sample_window_batch(wd, jax.random.key(0), 16, 6, ds.obs_dim, num_tasks=3)
+  assert b["x"].shape == (16, 6 * 4) and b["cond"].shape == (16, 2 + 3)
+  x = np.asarray(b["x"]).reshape(16, 6, 4)
+  np.testing.assert_allclose(np.asarray(b["cond"])[:, :2], x[:, 0, :2])
+  np.testing.assert_allclose(np.asarray(b["cond"])[:, 2:].sum(1), 1.0)
+
+
+# ------------------------------------------------------------------------- pruner
+
+def _crafted(k, end, obs_dim=6, seed=0, noise=1e-3):
+  """States s_1..s_end moving (random directions, step length 0.7-1.3 sqrt(obs_dim), i.e. a
+  trajectory at roughly steady speed), then copies of s_end (+ tiny noise)."""
+  rng = np.random.default_rng(seed)
+  d = rng.normal(0, 1.0, (k, obs_dim))
+  d *= (rng.uniform(0.7, 1.3, (k, 1)) * np.sqrt(obs_dim) / np.linalg.norm(d, axis=1,
+                                                                           keepdims=True))
+  s = np.cumsum(d, axis=0)
+  s[end:] = s[end - 1] + rng.normal(0, noise, (k - end, obs_dim))
+  return s
+
+
+@pytest.mark.parametrize("k,ends", [(10, (2, 4, 7, 9)), (25, (3, 8, 14, 18, 24))])
+def test_pruner_finds_known_ends_and_keeps_windows_without_one(k, ends):
+  known = [_crafted(k, e, seed=10 * e + s) for e in ends for s in range(3)]
+  no_end = [_crafted(k, k, seed=100 + s) for s in range(3)]
+  static_start = []
+  for s in range(3):  # standing still first, then moving: not an end
+    x = _crafted(k, k, seed=200 + s)
+    x[:3] = x[0]
+    static_start.append(x)
+  states = jnp.asarray(np.stack(known + no_end + static_start), jnp.float32)
+  kept = np.asarray(jax.jit(pruner.prune_lengths)(states))
+  # an end at state e keeps the e - 1 transitions s_1->s_2 ... s_{e-1}->s_e
+  np.testing.assert_array_equal(kept[:len(known)], np.repeat(np.asarray(ends) - 1, 3))
+  np.testing.assert_array_equal(kept[len(known):], k - 1)
+
+
+def test_pruner_gap_definition_matches_prefix_suffix_means():
+  sim = jnp.asarray([[0.2, 0.4, 0.9, 1.0]])  # k = 5
+  gaps = np.asarray(pruner.split_gaps(sim))[0]
+  assert np.isinf(gaps[0]) and np.isinf(gaps[4])
+  np.testing.assert_allclose(gaps[1], np.mean([0.4, 0.9, 1.0]) - 0.2, rtol=1e-6)
+  np.testing.assert_allclose(gaps[2], np.mean([0.9, 1.0]) - np.mean([0.2, 0.4]), rtol=1e-6)
+  np.testing.assert_allclose(gaps[3], 1.0 - np.mean([0.2, 0.4, 0.9]), rtol=1e-6)
+
+
+# ------------------------------------------------------------------------- length estimator
+
+def test_round_up_to_preset_lengths():
+  presets = (5, 10, 15, 20, 25)
+  pred = jnp.asarray([1.0, 5.0, 5.01, 9.99, 12.0, 20.0, 24.5, 25.0, 26.0, 80.0])
+  idx = np.asarray(alength.round_up_to_preset(pred, presets))
+  np.testing.assert_array_equal(np.asarray(presets)[idx], [5, 5, 10, 10, 15, 20, 25, 25, 25, 25])
+  # unsorted presets are sorted first
+  idx = np.asarray(alength.round_up_to_preset(jnp.asarray([6.0]), (10, 5)))
+  assert idx[0] == 1
+
+
+def test_length_estimator_learns_needed_length_and_rounds_up():
+  lengths = (5, 10, 15)
+  rng = np.random.default_rng(0)
+  remaining = rng.integers(1, 20, 2048)
+  cond = jnp.asarray(remaining[:, None] / 20.0, jnp.float32)  # state encodes the remaining steps
+  est = alength.init_estimator(jax.random.key(0), 1, lengths, (64, 64), 3e-3)
+  train = jax.jit(lambda s: jax.lax.scan(
+      lambda c, _: alength.update(c, cond, jnp.asarray(remaining)), s, None, length=300))
+  est, _ = train(est)
+  needed = np.minimum(remaining + 1, 16)
+  pred = np.asarray(alength.predict(est, cond))
+  assert np.mean(np.abs(pred - needed)) < 1.0
+  idx = np.asarray(alength.round_up_to_preset(jnp.asarray(pred), lengths))
+  truth = np.asarray(alength.round_up_to_preset(jnp.asarray(needed, jnp.float32), lengths))
+  assert np.mean(idx == truth) > 0.8
+
+
+# ------------------------------------------------------------------------- modified buffer
+
+def _buffer(n, obs_dim, marker, capacity=None):
+  buf = replay.init_buffer(obs_dim, 1, capacity or n)
+  t = Transitions(observations=jnp.zeros((n, obs_dim)), actions=jnp.zeros((n, 1)),
+                  rewards=jnp.full((n,), marker, jnp.float32),
+                  next_observations=jnp.zeros((n, obs_dim)), terminals=jnp.zeros((n,)),
+                  timeouts=jnp.zeros((n,)))
+  return replay.add(buf, t)
+
+
+@pytest.mark.parametrize("rho", [0.25, 0.5, 0.8])
+def test_sample_gives_synthetic_share_rho(rho):
+  real, syn = _buffer(100, 2, 0.0), _buffer(50, 2, 1.0)
+  batch, from_syn = jax.jit(lambda k: abuffer.sample(real, syn, k, 20_000, rho))(
+      jax.random.key(3))
+  share = float(np.mean(np.asarray(batch.rewards)))
+  assert abs(share - rho) < 0.015
+  np.testing.assert_array_equal(np.asarray(batch.rewards), np.asarray(from_syn, np.float32))
+
+
+def test_sample_uses_real_rows_while_synthetic_is_empty():
+  real = _buffer(10, 2, 0.0)
+  syn = replay.init_buffer(2, 1, 10)
+  batch, from_syn = abuffer.sample(real, syn, jax.random.key(0), 256, 0.9)
+  assert not bool(np.any(np.asarray(from_syn)))
+
+
+@pytest.mark.parametrize("rho,length", [(0.5, 8.0), (0.25, 12.0), (0.75, 5.0)])
+def test_store_probability_gives_ratio_rho_over_one_minus_rho(rho, length):
+  p = abuffer.store_probability(rho, length)
+  np.testing.assert_allclose(p, rho / ((1 - rho) * length))
+  steps = 40_000
+  draws = np.array([aonline.store_draw(7, s, p) for s in range(steps)])
+  assert abs(draws.mean() - p) < 4 * np.sqrt(p * (1 - p) / steps)
+  # trajectories of random length with mean L: |D_s| / |D_o| -> rho / (1 - rho)
+  rng = np.random.default_rng(0)
+  lengths = rng.poisson(length, draws.sum())
+  ratio = lengths.sum() / steps
+  assert abs(ratio - rho / (1 - rho)) < 0.08 * rho / (1 - rho)
+  with pytest.raises(ValueError, match="synthetic_ratio"):
+    abuffer.store_probability(1.0, length)
+
+
+def test_add_masked_writes_only_valid_rows_in_order_and_wraps():
+  buf = replay.init_buffer(1, 1, 5)
+  n = 6
+  vals = jnp.arange(n, dtype=jnp.float32)
+  batch = Transitions(observations=vals[:, None], actions=jnp.zeros((n, 1)), rewards=vals,
+                      next_observations=vals[:, None], terminals=jnp.zeros(n),
+                      timeouts=jnp.zeros(n))
+  mask = jnp.asarray([1, 0, 1, 1, 0, 0], bool)
+  buf = abuffer.add_masked(buf, batch, mask)
+  assert int(buf.size) == 3 and int(buf.ptr) == 3
+  np.testing.assert_array_equal(np.asarray(buf.data.rewards)[:3], [0, 2, 3])
+  buf = abuffer.add_masked(buf, batch, jnp.asarray([0, 1, 0, 0, 1, 1], bool))
+  assert int(buf.size) == 5 and int(buf.ptr) == 1
+  np.testing.assert_array_equal(np.asarray(buf.data.rewards), [5, 2, 3, 1, 4])
+
+
+# ------------------------------------------------------------------------- importance buffers
+
+def test_td_heap_keeps_most_important_and_refreshes():
+  h = aimp.init_importance(4)
+  h = aimp.insert(h, jnp.asarray([10, 11, 12]), jnp.asarray([0.5, 3.0, 1.0]))
+  h = aimp.insert(h, jnp.asarray([13, 14, 15]), jnp.asarray([0.1, 2.0, 5.0]))
+  assert sorted(np.asarray(h.index).tolist()) == [11, 12, 14, 15]  # 10 and 13 evicted
+  rows, valid, _ = aimp.select_top(h, 2)
+  assert sorted(np.asarray(rows).tolist()) == [11, 15] and bool(np.all(valid))
+  # priorities change with the critic: refresh re-ranks every entry
+  new = jnp.where(h.index == 12, 9.0, 0.0)
+  rows, _, _ = aimp.select_top(aimp.refresh(h, new), 1)
+  assert int(rows[0]) == 12
+  # a row overwritten in D_o replaces its stale entry (and priority)
+  h = aimp.insert(h, jnp.asarray([15]), jnp.asarray([0.01]))
+  assert np.asarray(h.index).tolist().count(15) == 1
+  assert float(h.priority[h.index == 15][0]) == pytest.approx(0.01)
+  # a full heap rejects a sample less important than all it holds
+  h = aimp.insert(h, jnp.asarray([16]), jnp.asarray([0.5]))
+  h = aimp.insert(h, jnp.asarray([17]), jnp.asarray([0.001]))
+  assert sorted(np.asarray(h.index).tolist()) == [11, 12, 14, 16]
+
+
+def test_td_heap_select_top_k_of_many():
+  h = aimp.init_importance(50)
+  pri = jnp.asarray(np.random.default_rng(0).permutation(100), jnp.float32)
+  h = aimp.insert(h, jnp.arange(100), pri)
+  assert int(aimp.size(h)) == 50
+  rows, valid, _ = aimp.select_top(h, 5)
+  np.testing.assert_array_equal(np.sort(np.asarray(pri)[np.asarray(rows)]), [95, 96, 97, 98, 99])
+
+
+def test_reward_buffer_rotation_and_random_dropping():
+  r = aimp.init_importance(6)
+  r = aimp.insert(r, jnp.arange(6), jnp.asarray([1.0, 1, 1, 5, 5, 5]))  # two episodes
+  rows, _, slots = aimp.select_top(r, 3)
+  assert sorted(np.asarray(rows).tolist()) == [3, 4, 5]
+  r1 = aimp.rotate(r, jax.random.key(0), slots, max_uses=2, drop_prob=0.0)
+  assert int(aimp.size(r1)) == 6  # one use: kept
+  r2 = aimp.rotate(r1, jax.random.key(1), slots, max_uses=2, drop_prob=0.0)
+  assert sorted(np.asarray(r2.index[r2.index >= 0]).tolist()) == [0, 1, 2]  # rotated out
+  # random dropping hits used entries only, regardless of importance
+  r3 = aimp.rotate(r, jax.random.key(2), slots, max_uses=100, drop_prob=1.0)
+  assert sorted(np.asarray(r3.index[r3.index >= 0]).tolist()) == [0, 1, 2]
+  # freed slots take new samples
+  r4 = aimp.insert(r2, jnp.asarray([7]), jnp.asarray([0.5]))
+  assert 7 in np.asarray(r4.index).tolist()
+
+
+def test_real_windows_from_ring_pad_after_episode_end_and_flag_incomplete():
+  buf = replay.init_buffer(1, 1, 8)
+  n = 6  # episode rows 0..2 (terminal at 2), 3..5 still running
+  s = jnp.arange(n, dtype=jnp.float32)
+  t = Transitions(observations=s[:, None], actions=jnp.ones((n, 1)), rewards=s + 100,
+                  next_observations=(s + 0.5)[:, None],
+                  terminals=jnp.asarray([0, 0, 1, 0, 0, 0.]), timeouts=jnp.zeros(n))
+  buf = replay.add(buf, t)
+  x, complete = real_windows(buf, jnp.asarray([1, 3, 4]), 4)
+  x = np.asarray(x)
+  np.testing.assert_array_equal(x[0, :, 0], [1, 2, 2.5, 2.5])  # end at row 2, then s'
+  np.testing.assert_array_equal(x[0, :, 2], [101, 102, 0, 0])
+  np.testing.assert_array_equal(np.asarray(complete), [True, False, False])
+
+
+# ------------------------------------------------------------------------- generation rounds
+
+@pytest.fixture(scope="module")
+def tiny_augmenter(tmp_path_factory):
+  config = _config("tiny")
+  workdir = str(tmp_path_factory.mktemp("atradiff"))
+  aug = aonline.ATraDiffAugmenter(config, EnvSpec(11, 3, 1.0, "Hopper-v5"), workdir)
+  return config, workdir, aug
+
+
+def test_generation_is_one_batched_call_per_round(tiny_augmenter):
+  config, _, aug = tiny_augmenter
+  calls = []
+  inner = aug._gen_fn
+
+  def counting(*args):
+    calls.append(args[2].shape)
+    return inner(*args)
+
+  aug._gen_fn = counting
+  try:
+    q = config.atradiff.queue_size
+    rng = np.random.default_rng(0)
+    from jaxaug.data.loaders import load_dataset
+    ds = load_dataset(config.atradiff.offline_dataset)
+    for s in ds.observations[rng.choice(len(ds), q + 5, replace=False)]:
+      aug._enqueue(s)
+    before = int(aug.state.synthetic.size)
+    queued = aug.queue[:q].copy()
+    out = aug.generation_round()
+    assert len(calls) == 1 and calls[0] == (q, 11)  # the whole queue in one call
+    assert len(out["length"]) == q and aug.queue_count == 5  # the rest waits for next round
+    presets = np.asarray(sorted(config.atradiff.lengths))
+    assert np.all(out["length"] >= 1)
+    assert np.all(out["length"] <= presets[out["generator"]] - 1)
+    assert int(aug.state.synthetic.size) - before == int(out["length"].sum())
+    # trajectories are stored contiguously and start at their queued state (s_1 = s')
+    obs = np.asarray(aug.state.synthetic.data.observations)
+    firsts = before + np.concatenate([[0], np.cumsum(out["length"])[:-1]])
+    np.testing.assert_allclose(obs[firsts], queued, atol=1e-6)
+    nxt = np.asarray(aug.state.synthetic.data.next_observations)
+    np.testing.assert_allclose(obs[firsts[0] + 1:firsts[0] + out["length"][0]],
+                               nxt[firsts[0]:firsts[0] + out["length"][0] - 1], atol=1e-6)
+    aug.generation_round()
+    assert len(calls) == 2 and aug.queue_count == 0
+  finally:
+    aug._gen_fn = inner
+  # the expected length L came from preliminary generation and sets the store probability
+  assert aug.expected_length >= 1.0
+  np.testing.assert_allclose(aug.p_store, abuffer.store_probability(
+      config.atradiff.synthetic_ratio, aug.expected_length))
+
+
+def test_tiny_end_to_end_online_run(tiny_augmenter, tmp_path):
+  config, workdir, aug = tiny_augmenter
+  from jaxaug.train.online import train_online
+  config.atradiff.diffuser_dir = os.path.join(workdir, "atradiff_diffuser")  # reuse, no retrain
+  config.num_env_steps = 450
+  config.eval_every = 0
+  config.checkpoint_every = 0
+  summary = train_online(config, str(tmp_path))
+  ex = summary["extras"]
+  assert summary["steps"] == 450
+  assert ex["atradiff/rounds"] >= 3 and ex["atradiff/synthetic_size"] > 0
+  assert ex["atradiff/adapt_rounds"] == 1
+  # D_s / D_o near rho / (1 - rho) = 1 (loose: few hundred steps)
+  assert 0.3 < ex["atradiff/synthetic_to_real"] < 3.0
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert any("atradiff/synthetic_size" in l for l in lines)

@@ -1,0 +1,108 @@
+"""REDQ and RLPD: defaults, critic learning on a fixed batch, symmetric sampling."""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxaug.agents import get_agent, redq, rlpd, sac
+from jaxaug.augment.atradiff.online import make_modified_sample_fn
+from jaxaug.augment.online_hooks import OfflineMixer
+from jaxaug.data import replay
+from jaxaug.data.dataset import Transitions
+from jaxaug.types import EnvSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = EnvSpec(obs_dim=5, act_dim=2, max_action=1.0)
+
+
+def _load_config(name, preset):
+  spec = importlib.util.spec_from_file_location(f"_t_{name}", os.path.join(ROOT, "configs",
+                                                                           f"{name}.py"))
+  m = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(m)
+  return m.get_config(preset)
+
+
+def _transitions(n, key, reward_marker=None):
+  k = jax.random.split(key, 4)
+  obs = jax.random.normal(k[0], (n, SPEC.obs_dim))
+  act = jax.random.uniform(k[1], (n, SPEC.act_dim), minval=-1, maxval=1)
+  rew = (jnp.full((n,), reward_marker, jnp.float32) if reward_marker is not None
+         else obs[:, 0] + act[:, 0])
+  return Transitions(observations=obs, actions=act, rewards=rew,
+                     next_observations=jax.random.normal(k[2], (n, SPEC.obs_dim)),
+                     terminals=jnp.zeros((n,)), timeouts=jnp.zeros((n,)))
+
+
+def test_registry_and_paper_defaults():
+  assert get_agent("redq") is redq and get_agent("rlpd") is rlpd
+  c = redq.get_config()
+  assert (c.num_critics, c.num_min_critics, c.actor_q_reduction, c.backup_entropy) == (
+      10, 2, "mean", True)
+  c = rlpd.get_config()
+  assert (c.num_critics, c.num_min_critics, c.critic_layer_norm, c.backup_entropy) == (
+      10, 2, True, False)
+  s = rlpd.init(jax.random.key(0), SPEC, c)
+  assert s.hyper.target_entropy == -1.0  # -|A| / 2
+  assert not s.hyper.backup_entropy
+  leaves = jax.tree_util.tree_flatten_with_path(s.critic.params)[0]
+  assert any("LayerNorm" in jax.tree_util.keystr(p) for p, _ in leaves)
+  assert all(leaf.shape[0] == 10 for leaf in jax.tree.leaves(s.critic.params))  # ensemble axis
+  for name in ("redq", "rlpd"):
+    for preset in ("tiny", "hopper", "halfcheetah", "walker2d"):
+      cfg = _load_config(name, preset)
+      assert cfg.agent_name == name and cfg.utd_ratio == (2 if preset == "tiny" else 20)
+
+
+@pytest.mark.parametrize("agent", [redq, rlpd])
+def test_utd_updates_reduce_critic_loss_on_a_fixed_batch(agent):
+  c = agent.get_config()
+  c.hidden_dims = (32, 32)
+  c.num_critics = 4
+  state = agent.init(jax.random.key(1), SPEC, c)
+  utd, b = 4, 64
+  batch = _transitions(utd * b, jax.random.key(2))
+  first = jax.tree.map(lambda x: x[:b], batch)
+  eval_key = jax.random.key(3)
+  critic_loss = jax.jit(lambda s: sac.critic_loss(s.critic.params, s, first, eval_key)[0])
+  loss0 = float(critic_loss(state))
+  step = jax.jit(lambda s, k: agent.update_utd(s, batch, k, utd))
+  for i in range(40):
+    state, metrics = step(state, jax.random.key(10 + i))
+  loss1 = float(critic_loss(state))
+  assert np.isfinite(loss1) and loss1 < 0.5 * loss0
+  assert int(state.step) == 40 and np.isfinite(float(metrics["actor_loss"]))
+
+
+def test_rlpd_batches_are_exactly_half_offline_in_every_minibatch():
+  offline = _transitions(300, jax.random.key(0), reward_marker=1.0)
+  online = replay.add(replay.init_buffer(5, 2, 500), _transitions(200, jax.random.key(1), 0.0))
+  b, utd = 32, 5
+  batch = jax.jit(lambda k: rlpd.sample_symmetric_utd(offline, online, k, b, utd))(
+      jax.random.key(2))
+  marks = np.asarray(batch.rewards).reshape(utd, b)
+  np.testing.assert_array_equal(marks.sum(axis=1), b // 2)
+  one = rlpd.sample_symmetric(offline, online, jax.random.key(3), 33)
+  assert int(np.asarray(one.rewards).sum()) in (16, 17)  # rounding of an odd batch
+  # the online loop's hook (OfflineMixer) gives the same per-minibatch split
+  mixer = OfflineMixer(offline, 0.5, b)
+  batch = jax.jit(lambda k: mixer.sample_fn(online, k, utd * b, mixer.aux))(jax.random.key(4))
+  np.testing.assert_array_equal(np.asarray(batch.rewards).reshape(utd, b).sum(1), b // 2)
+
+
+def test_rlpd_with_atradiff_keeps_the_offline_half_and_mixes_the_online_half():
+  offline = _transitions(300, jax.random.key(0), reward_marker=2.0)
+  real = replay.add(replay.init_buffer(5, 2, 500), _transitions(200, jax.random.key(1), 0.0))
+  syn = replay.add(replay.init_buffer(5, 2, 500), _transitions(200, jax.random.key(2), 1.0))
+  b, utd, rho = 64, 50, 0.3
+  fn = make_modified_sample_fn(rho, 0.5, b)
+  batch = jax.jit(lambda k: fn(real, k, utd * b, {"offline": offline, "synthetic": syn}))(
+      jax.random.key(3))
+  marks = np.asarray(batch.rewards).reshape(utd, b)
+  np.testing.assert_array_equal((marks == 2.0).sum(axis=1), b // 2)
+  online = marks[:, b // 2:]
+  assert abs(float((online == 1.0).mean()) - rho) < 0.03
