@@ -1,0 +1,267 @@
+"""Offline agents (TD3+BC, IQL, CQL, MCQ) learn, follow their update rules, and vmap over seeds.
+
+The learning task is a contextual bandit with a known optimum: s ~ U[-1, 1]^3, behaviour actions
+a ~ U[-1, 1]^2, r = 1 - ||a - a*(s)||^2 with a*(s) = 0.6 tanh(W s), every transition terminal.
+Behaviour cloning alone would give the data's mean action (0); an agent that uses its critic
+must move towards a*(s), and its critic must rank a*(s) above random actions.
+"""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxaug import agents
+from jaxaug.agents import iql, td3bc
+from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.types import EnvSpec
+
+OBS_DIM, ACT_DIM = 3, 2
+SPEC = EnvSpec(OBS_DIM, ACT_DIM, 1.0)
+W = np.array([[1.5, -1.0], [-0.5, 1.2], [0.8, 0.6]], np.float32)
+CHUNK = 50  # updates per jitted lax.scan call
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def optimal_action(obs):
+  return 0.6 * jnp.tanh(obs @ W)
+
+
+def bandit_data(n=4096, seed=0) -> Transitions:
+  rng = np.random.default_rng(seed)
+  obs = rng.uniform(-1, 1, (n, OBS_DIM)).astype(np.float32)
+  act = rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32)
+  rew = 1.0 - np.sum((act - np.asarray(optimal_action(obs))) ** 2, axis=-1)
+  nxt = rng.uniform(-1, 1, (n, OBS_DIM)).astype(np.float32)
+  return jax.device_put(Transitions(obs, act, rew.astype(np.float32), nxt,
+                                    np.ones(n, np.float32), np.zeros(n, np.float32)))
+
+
+# Small networks and larger learning rates so each agent learns within a few hundred updates.
+SMALL = {
+    "td3bc": {"hidden_dims": (64, 64), "actor_lr": 1e-3, "critic_lr": 1e-3},
+    "iql": {"hidden_dims": (64, 64), "actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3,
+            "actor_lr_schedule": "constant"},
+    "cql": {"hidden_dims": (64, 64), "policy_lr": 1e-3, "critic_lr": 1e-3, "cql_alpha": 1.0,
+            "num_sampled_actions": 4},
+    "mcq": {"hidden_dims": (64, 64), "vae_hidden_dims": (64, 64), "actor_lr": 1e-3,
+            "critic_lr": 1e-3, "num_sampled_actions": 4},
+}
+CRITIC_METRIC = {"td3bc": "critic_loss", "iql": "critic_loss", "cql": "td_loss",
+                 "mcq": "critic_loss_in"}
+
+
+def agent_config(name, **overrides):
+  c = agents.get_agent(name).get_config()
+  c.update(SMALL[name])
+  c.update(overrides)
+  return c
+
+
+_RUNNERS = {}
+
+
+def runner(name, config_key=()):
+  """jit(lax.scan of CHUNK updates) for one seed, cached per agent and config."""
+  key = (name, config_key)
+  if key not in _RUNNERS:
+    agent = agents.get_agent(name)
+
+    def run(state, rng, data):
+      def body(carry, _):
+        state, rng = carry
+        rng, k_batch, k_update = jax.random.split(rng, 3)
+        state, metrics = agent.update(state, sample_transitions(data, k_batch, 128), k_update)
+        return (state, rng), metrics
+      (state, rng), metrics = jax.lax.scan(body, (state, rng), None, length=CHUNK)
+      return state, rng, metrics
+
+    _RUNNERS[key] = (run, jax.jit(run))
+  return _RUNNERS[key]
+
+
+def train(name, config, steps, seed=0, data=None):
+  agent = agents.get_agent(name)
+  data = bandit_data() if data is None else data
+  state = agent.init(jax.random.PRNGKey(seed), SPEC, config)
+  rng = jax.random.PRNGKey(seed + 100)
+  _, run = runner(name)
+  history = []
+  for _ in range(steps // CHUNK):
+    state, rng, metrics = run(state, rng, data)
+    history.append(jax.tree.map(np.asarray, metrics))
+  history = {k: np.concatenate([h[k] for h in history]) for k in history[0]}
+  return state, history
+
+
+def policy_error(agent, state, obs):
+  actions = agent.act(state, obs, jax.random.PRNGKey(0), deterministic=True)
+  return float(jnp.mean(jnp.sum((actions - optimal_action(obs)) ** 2, axis=-1)))
+
+
+def critic_values(name, state, obs, actions):
+  agent = agents.get_agent(name)
+  return agent.critic_net(state.hp).apply(state.critic_params, obs, actions).min(0)
+
+
+@pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
+def test_agent_learns_bandit(name):
+  agent = agents.get_agent(name)
+  state0 = agent.init(jax.random.PRNGKey(0), SPEC, agent_config(name))
+  state, hist = train(name, agent_config(name), steps=400)
+  assert all(np.all(np.isfinite(v)) for v in hist.values()), name
+
+  crit = hist[CRITIC_METRIC[name]]
+  assert crit[-50:].mean() < 0.5 * crit[:10].mean(), (name, crit[:10].mean(), crit[-50:].mean())
+
+  obs = jax.random.uniform(jax.random.PRNGKey(7), (512, OBS_DIM), minval=-1, maxval=1)
+  bc_baseline = float(jnp.mean(jnp.sum(optimal_action(obs) ** 2, axis=-1)))  # data mean (0)
+  err0, err = policy_error(agent, state0, obs), policy_error(agent, state, obs)
+  assert err < 0.5 * bc_baseline and err < 0.5 * err0, (name, err0, err, bc_baseline)
+
+  # The critic prefers the optimal action to random ones.
+  rand = jax.random.uniform(jax.random.PRNGKey(8), (512, ACT_DIM), minval=-1, maxval=1)
+  q_star = critic_values(name, state, obs, optimal_action(obs)).mean()
+  q_rand = critic_values(name, state, obs, rand).mean()
+  assert q_star > q_rand + 0.3, (name, q_star, q_rand)
+
+  actions = agent.act(state, obs, jax.random.PRNGKey(1), deterministic=False)
+  assert actions.shape == (512, ACT_DIM) and bool(jnp.all(jnp.abs(actions) <= 1.0))
+  if name == "mcq":  # the CVAE behaviour model learns too
+    assert hist["vae_loss"][-50:].mean() < hist["vae_loss"][:10].mean()
+
+
+def _leaves_equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_td3bc_policy_delay_updates_actor_every_second_step():
+  cfg = agent_config("td3bc")
+  state = td3bc.init(jax.random.PRNGKey(0), SPEC, cfg)
+  batch = sample_transitions(bandit_data(), jax.random.PRNGKey(1), 64)
+  update = jax.jit(td3bc.update)
+  seen = []
+  for i in range(1, 5):
+    new, _ = update(state, batch, jax.random.PRNGKey(i))
+    assert int(new.step) == i
+    assert not _leaves_equal(new.critic_params, state.critic_params)  # critic every step
+    actor_moved = not _leaves_equal(new.actor_params, state.actor_params)
+    targets_moved = not _leaves_equal(new.target_critic_params, state.target_critic_params)
+    seen.append((actor_moved, targets_moved))
+    state = new
+  assert seen == [(False, False), (True, True), (False, False), (True, True)]
+
+
+def test_td3bc_policy_delay_under_vmap_and_scan():
+  """Same schedule when the update runs inside lax.scan under vmap (cond becomes select)."""
+  cfg = agent_config("td3bc")
+  states = jax.vmap(lambda k: td3bc.init(k, SPEC, cfg))(jax.random.split(jax.random.PRNGKey(0)))
+  batch = sample_transitions(bandit_data(), jax.random.PRNGKey(1), 64)
+
+  def three_steps(state, key):
+    def body(s, k):
+      new, _ = td3bc.update(s, batch, k)
+      moved = jnp.any(new.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"]
+                      != s.actor_params["params"]["MLP_0"]["Dense_0"]["kernel"])
+      return new, moved
+    return jax.lax.scan(body, state, jax.random.split(key, 3))
+
+  _, moved = jax.jit(jax.vmap(three_steps))(states, jax.random.split(jax.random.PRNGKey(2)))
+  np.testing.assert_array_equal(np.asarray(moved), [[False, True, False]] * 2)
+
+
+def test_iql_expectile_loss_hand_computed():
+  diff = jnp.array([-1.0, 2.0, 0.5, -3.0])
+  # weights: 0.3, 0.7, 0.7, 0.3 -> (0.3*1 + 0.7*4 + 0.7*0.25 + 0.3*9) / 4
+  expected = (0.3 * 1 + 0.7 * 4 + 0.7 * 0.25 + 0.3 * 9) / 4
+  assert float(iql.expectile_loss(diff, 0.7)) == pytest.approx(expected, rel=1e-6)
+  assert float(iql.expectile_loss(diff, 0.5)) == pytest.approx(0.5 * float(jnp.mean(diff ** 2)))
+
+  # value_loss applies it to min_j Q_target(s, a) - V(s).
+  state = iql.init(jax.random.PRNGKey(0), SPEC, agent_config("iql"))
+  batch = sample_transitions(bandit_data(), jax.random.PRNGKey(1), 32)
+  q = iql.critic_net(state.hp).apply(state.target_critic_params, batch.observations,
+                                     batch.actions)
+  v = iql.value_net(state.hp).apply(state.value_params, batch.observations)
+  u = np.asarray(jnp.minimum(q[0], q[1]) - v)
+  manual = np.mean(np.where(u < 0, 0.3, 0.7) * u ** 2)
+  loss, _ = iql.value_loss(state.value_params, state, batch)
+  assert float(loss) == pytest.approx(manual, rel=1e-5)
+
+
+def test_iql_deterministic_actor_with_dropout_learns():
+  cfg = agent_config("iql", actor="deterministic", actor_dropout=0.1)
+  state, hist = train("iql", cfg, steps=300)
+  obs = jax.random.uniform(jax.random.PRNGKey(7), (512, OBS_DIM), minval=-1, maxval=1)
+  bc_baseline = float(jnp.mean(jnp.sum(optimal_action(obs) ** 2, axis=-1)))
+  assert policy_error(iql, state, obs) < 0.6 * bc_baseline
+  assert hist["critic_loss"][-50:].mean() < 0.5 * hist["critic_loss"][:10].mean()
+
+
+@pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
+def test_vmapped_seeds_equal_separate_runs(name):
+  agent = agents.get_agent(name)
+  cfg = agent_config(name)
+  data = bandit_data(n=512)
+  plain, run = runner(name)
+  keys = jnp.stack([jax.random.PRNGKey(3), jax.random.PRNGKey(4)])
+  rngs = jnp.stack([jax.random.PRNGKey(13), jax.random.PRNGKey(14)])
+  states = jax.vmap(lambda k: agent.init(k, SPEC, cfg))(keys)
+  v_states, _, v_metrics = jax.jit(jax.vmap(plain, in_axes=(0, 0, None)))(states, rngs, data)
+  for i in range(2):
+    s, _, m = run(agent.init(keys[i], SPEC, cfg), rngs[i], data)
+    for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(jax.tree.map(lambda x: x[i], v_states))):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+    for k in m:
+      np.testing.assert_allclose(m[k], v_metrics[k][i], rtol=2e-4, atol=2e-5)
+
+
+def test_registry_and_config_errors():
+  assert {"td3bc", "iql", "cql", "mcq"} <= set(agents.known_agents())
+  with pytest.raises(ValueError, match="known agents:.*td3bc"):
+    agents.get_agent("td4bc")
+  cfg = td3bc.get_config()
+  cfg.alpah = 2.5  # typo must not be silently ignored
+  with pytest.raises(ValueError, match="unknown field.*alpah"):
+    td3bc.init(jax.random.PRNGKey(0), SPEC, cfg)
+  with pytest.raises(ValueError, match="actor must be one of"):
+    iql.init(jax.random.PRNGKey(0), SPEC, agent_config("iql", actor="beta"))
+
+
+def _load_config_module(name):
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(ROOT, "configs",
+                                                                            f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
+def test_config_presets(name):
+  module = _load_config_module(name)
+  default = module.get_config()
+  assert default.agent_name == name and default.dataset == "embedded:hopper-medium-replay"
+  tiny = module.get_config("tiny")
+  assert tiny.num_steps <= 2000 and tiny.num_steps % tiny.updates_per_dispatch == 0
+  small = module.get_config("small")
+  assert 20_000 <= small.num_steps <= 50_000
+  paper = module.get_config("hopper-medium-expert")
+  paper.lock()
+  assert paper.num_steps == 1_000_000 and paper.batch_size == 256 and paper.env_id == "Hopper-v5"
+  paper.data_dir = "/data/d4rl"  # the dataset path follows data_dir ...
+  assert paper.dataset == "d4rl:/data/d4rl/hopper-medium-expert-v2.hdf5"
+  paper.dataset = "npz:/tmp/x.npz"  # ... and can still be replaced outright
+  assert paper.dataset == "npz:/tmp/x.npz" and paper.data_dir == "/data/d4rl"
+  with pytest.raises(ValueError, match="unknown preset 'hopper-mediums'.*walker2d-medium-replay"):
+    module.get_config("hopper-mediums")
+  # Every preset's agent config is accepted by the agent.
+  agent = agents.get_agent(name)
+  jax.eval_shape(lambda k: agent.init(k, SPEC, paper.agent), jax.random.PRNGKey(0))
+  if name == "iql":
+    assert paper.reward_normalization == "locomotion"
+    assert tiny.agent.actor_lr_decay_steps == tiny.num_steps
+    tiny.num_steps = 4000
+    assert tiny.agent.actor_lr_decay_steps == 4000
