@@ -1,0 +1,50 @@
+"""SAC online training configs: `--config=configs/sac.py:PRESET`.
+
+Presets: `tiny` (CPU, seconds; tests), `hopper`, `halfcheetah`, `walker2d`, `ant` (the SAC
+paper's settings: 1M env steps, 5000 random start steps, batch 256, UTD 1, 1M replay).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxaug.agents import sac
+
+PRESETS = ("tiny", "hopper", "halfcheetah", "walker2d", "ant")
+
+
+def get_config(arg: str = "hopper") -> ml_collections.ConfigDict:
+  arg = arg or "hopper"
+  if arg not in PRESETS:
+    raise ValueError(f"configs/sac.py: unknown preset {arg!r}; expected one of {PRESETS}")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.env_id = "Hopper-v5"
+  c.agent = sac.get_config()
+  c.num_env_steps = 1_000_000
+  c.start_steps = 5000  # uniform-random actions and no updates before this many env steps
+  c.batch_size = 256
+  c.replay_capacity = 1_000_000
+  c.utd_ratio = 1  # gradient updates per env step (critic; actor once per step)
+  c.eval_every = 10_000
+  c.eval_episodes = 10
+  c.checkpoint_every = 50_000
+  c.max_checkpoints = 2
+  c.log_every = 1000
+  # Keep host-side infos/qpos and infos/qvel for every replay row (the dataset builder's
+  # medium-replay needs them); costs (nq + nv) * 8 bytes per row of replay capacity.
+  c.record_infos = False
+  if arg == "tiny":
+    c.agent.hidden_dims = (32, 32)
+    c.num_env_steps = 600
+    c.start_steps = 200
+    c.batch_size = 32
+    c.replay_capacity = 1000
+    c.eval_every = 300
+    c.eval_episodes = 2
+    c.checkpoint_every = 300
+    c.log_every = 100
+  else:
+    c.env_id = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
+                "walker2d": "Walker2d-v5", "ant": "Ant-v5"}[arg]
+  return c
