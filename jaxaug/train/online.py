@@ -349,9 +349,10 @@ def _checkpoint_target(agent_state, buf, key, act_dim, obs_dim, max_len, infos):
           "episode_actions": np.zeros((max_len, act_dim), np.float32), "infos": infos}
 
 
-def load_agent_state(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
-                     agent=None):
-  """(agent state, step) of a train_online checkpoint in `workdir` (latest unless `step`)."""
+def load_run(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
+             agent=None) -> dict:
+  """A train_online checkpoint of `workdir` (latest unless `step`) as a dict: agent, buffer,
+  infos (qpos/qvel per replay row when config.record_infos), key, step, meta."""
   agent = agent or sac
   spec = envs.env_spec(config.env_id)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=None)
@@ -370,6 +371,14 @@ def load_agent_state(workdir: str, config: ml_collections.ConfigDict, step: int 
                                 replay.init_buffer(spec.obs_dim, spec.act_dim, cap),
                                 jax.random.key(0), spec.act_dim, spec.obs_dim, max_len, infos)
     restored = ckpt.restore(step, target)
+    meta = ckpt.restore_meta(step)
   finally:
     ckpt.close()
-  return restored["agent"], step
+  return {**restored, "step": step, "meta": meta}
+
+
+def load_agent_state(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
+                     agent=None):
+  """(agent state, step) of a train_online checkpoint in `workdir` (latest unless `step`)."""
+  run = load_run(workdir, config, step, agent)
+  return run["agent"], run["step"]

@@ -1,0 +1,58 @@
+"""Build D4RL-style datasets locally (see jaxaug/data/builder.py for the kinds' meanings).
+
+  python experiments/build_dataset.py --env=hopper \\
+      --kinds=random,medium,medium-replay,expert,medium-expert --out=DIR
+
+Killable and resumable: re-run the same command; the SAC run resumes from its checkpoint and
+finished datasets are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+
+from jaxaug.data import builder
+
+_ENV = flags.DEFINE_string("env", "hopper", "Environment (hopper, Hopper-v5, ...).")
+_KINDS = flags.DEFINE_list("kinds", list(builder.KINDS), "Datasets to build.")
+_OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
+_SIZE = flags.DEFINE_integer("size", 1_000_000, "Transitions of random/medium/expert "
+                             "(medium-expert: twice; medium-replay: the whole SAC replay).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the SAC run and of the rollouts.")
+_SAC_PRESET = flags.DEFINE_string("sac_preset", "", "configs/sac.py preset ('' = the env's).")
+_SAC_STEPS = flags.DEFINE_integer("sac_steps", 1_000_000, "SAC env steps for the expert.")
+_MEDIUM = flags.DEFINE_float("medium_score", 100.0 / 3.0,
+                             "Normalised eval score at which the medium policy is taken.")
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 5000, "SAC evaluation period (env steps).")
+_CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 25_000, "SAC checkpoint period.")
+_MINARI = flags.DEFINE_bool("minari", False, "Also write Minari dataset directories.")
+_SAC_SET = flags.DEFINE_multi_string("sac_set", [], "SAC config override FIELD=JSON_VALUE, "
+                                     "e.g. --sac_set=eval_episodes=5.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  overrides = []
+  for item in _SAC_SET.value:
+    if "=" not in item:
+      raise app.UsageError(f"--sac_set expects FIELD=VALUE, got {item!r}")
+    k, v = item.split("=", 1)
+    try:
+      value = json.loads(v)
+    except json.JSONDecodeError:
+      value = v
+    overrides.append((k, tuple(value) if isinstance(value, list) else value))
+  opts = builder.BuildOptions(
+      env_id=_ENV.value, out=_OUT.value, kinds=tuple(_KINDS.value), size=_SIZE.value,
+      seed=_SEED.value, sac_preset=_SAC_PRESET.value, sac_steps=_SAC_STEPS.value,
+      medium_score=_MEDIUM.value, eval_every=_EVAL_EVERY.value,
+      checkpoint_every=_CKPT_EVERY.value, sac_overrides=tuple(overrides), minari=_MINARI.value,
+      command=builder.command_line())
+  print(json.dumps(builder.build(opts), indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)
