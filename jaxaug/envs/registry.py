@@ -67,12 +67,12 @@ def resolve_env_id(name: str) -> str:
     raise ValueError(f"env id must be a non-empty string, got {name!r}")
   if name in ENV_KWARGS:
     return name
-  base = name.strip().split("/")[-1].lower()
-  # Strip a version suffix ('-v2', '-v5') and keep the leading task name of D4RL dataset ids.
-  base = re.sub(r"-v\d+$", "", base)
-  head = base.split("-")[0].split("_")[0]
-  if head in _SHORT_NAMES:
-    return _SHORT_NAMES[head]
+  # D4RL ids ('hopper-medium-v2') and Minari ids ('mujoco/hopper/expert-v0'): the first part
+  # whose leading word is a known task name decides.
+  for part in name.strip().lower().split("/"):
+    head = re.sub(r"-v\d+$", "", part).split("-")[0].split("_")[0]
+    if head in _SHORT_NAMES:
+      return _SHORT_NAMES[head]
   raise ValueError(f"unknown environment {name!r}; expected one of {sorted(ENV_KWARGS)} or a "
                    f"short/D4RL-style name starting with one of {sorted(_SHORT_NAMES)}")
 
