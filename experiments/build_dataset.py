@@ -51,7 +51,11 @@ def main(argv):
       medium_score=_MEDIUM.value, eval_every=_EVAL_EVERY.value,
       checkpoint_every=_CKPT_EVERY.value, sac_overrides=tuple(overrides), minari=_MINARI.value,
       command=builder.command_line())
-  print(json.dumps(builder.build(opts), indent=2))
+  try:
+    print(json.dumps(builder.build(opts), indent=2))
+  except builder.Preempted as e:  # SIGTERM: checkpointed, resumable
+    print(str(e))
+    raise SystemExit(3) from e
 
 
 if __name__ == "__main__":

@@ -238,6 +238,15 @@ def _eval_info(workdir: str) -> dict:
   return {"sac_steps": summary["steps"], "eval": summary["last_eval"]}
 
 
+class Preempted(Exception):
+  """The SAC run checkpointed on SIGTERM; re-running the same command resumes it."""
+
+
+def _exit_if_preempted(summary: dict) -> None:
+  if summary.get("preempted"):
+    raise Preempted(f"SAC run preempted at step {summary['steps']}; re-run to resume")
+
+
 def train_medium(opts: BuildOptions):
   """SAC up to the medium score; saves the medium policy and returns (state, meta)."""
   loaded = load_policy(opts, "medium")
@@ -246,6 +255,7 @@ def train_medium(opts: BuildOptions):
   config = sac_config(opts)
   workdir = os.path.join(opts.out, SHORT_NAMES[config.env_id], "sac")
   summary = online.train_online(config, workdir, stop_at_normalized_score=opts.medium_score)
+  _exit_if_preempted(summary)
   if not summary["stopped_early"]:
     raise RuntimeError(f"SAC on {config.env_id} did not reach the medium score "
                        f"{opts.medium_score} within --sac_steps={opts.sac_steps}; raise it")
@@ -281,7 +291,7 @@ def train_expert(opts: BuildOptions):
   train_medium(opts)  # the expert run continues the medium run (same workdir)
   config = sac_config(opts)
   workdir = os.path.join(opts.out, SHORT_NAMES[config.env_id], "sac")
-  online.train_online(config, workdir)
+  _exit_if_preempted(online.train_online(config, workdir))
   state, step = online.load_agent_state(workdir, config)
   save_policy(opts, "expert", state, step, _eval_info(workdir))
   return load_policy(opts, "expert")

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -278,6 +280,12 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     logger.log(step_, out)
     return out
 
+  # SIGTERM (e.g. `timeout`, a preemption notice): checkpoint at the next env step and return.
+  # Checkpoints are exact at any step (see module doc), so nothing is lost.
+  preempted = []
+  previous_handler = None
+  if threading.current_thread() is threading.main_thread():
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
   while step < total and not stopped:
     action_np = np.asarray(action)
     if config.record_infos:
@@ -325,14 +333,20 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
           and last_eval["eval/normalized_score"] >= stop_at_normalized_score):
         stopped = True
     if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total \
-        or stopped:
+        or stopped or preempted:
       save(step)
+    if preempted:
+      logging.warning("SIGTERM: checkpointed step %d; re-run with the same workdir to resume",
+                      step)
+      break
 
+  if previous_handler is not None:
+    signal.signal(signal.SIGTERM, previous_handler)
   ckpt.close()
   logger.close()
   elapsed = time.time() - t0
   summary = {"env_id": env_id, "steps": step, "episodes": episode_index,
-             "stopped_early": stopped, "last_eval": last_eval,
+             "stopped_early": stopped, "preempted": bool(preempted), "last_eval": last_eval,
              "recent_train_returns": recent_returns[-10:], "wall_time_s": elapsed,
              "env_steps_per_s": (step - step0) / max(elapsed, 1e-9)}
   if extras is not None:
