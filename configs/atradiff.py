@@ -66,20 +66,22 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   if arg == "cpu-hopper":
     c = _sibling("sac", "hopper")
     c.agent_name = "sac"
-    c.num_env_steps = 30_000
-    c.start_steps = 2000
+    # Sized for a shared 2-core CPU: 15k env steps, a small diffuser (~0.1M params per k).
+    c.num_env_steps = 15_000
+    c.start_steps = 1000
     c.replay_capacity = 100_000
-    c.eval_every = 3000
+    c.eval_every = 1500
     c.eval_episodes = 5
-    c.checkpoint_every = 10_000
-    c.log_every = 1000
+    c.checkpoint_every = 5000
+    c.log_every = 500
     c.atradiff = atradiff_config()
     a = c.atradiff
-    a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 256, 3, 64
-    a.generator_steps = 3000
-    a.estimator_steps = 2000
+    a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 128, 2, 32
+    a.generator_steps = 1500
+    a.steps_per_dispatch = 250
+    a.estimator_steps = 1000
     a.num_sample_steps = 16
-    a.synthetic_capacity = 200_000
+    a.synthetic_capacity = 100_000
     a.queue_size = 64
     a.generation_interval = 250
     return c

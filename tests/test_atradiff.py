@@ -172,7 +172,7 @@ def test_sample_gives_synthetic_share_rho(rho):
 def test_sample_uses_real_rows_while_synthetic_is_empty():
   real = _buffer(10, 2, 0.0)
   syn = replay.init_buffer(2, 1, 10)
-  batch, from_syn = abuffer.sample(real, syn, jax.random.key(0), 256, 0.9)
+  batch, from_syn = jax.jit(lambda k: abuffer.sample(real, syn, k, 256, 0.9))(jax.random.key(0))
   assert not bool(np.any(np.asarray(from_syn)))
 
 
@@ -200,60 +200,66 @@ def test_add_masked_writes_only_valid_rows_in_order_and_wraps():
                       next_observations=vals[:, None], terminals=jnp.zeros(n),
                       timeouts=jnp.zeros(n))
   mask = jnp.asarray([1, 0, 1, 1, 0, 0], bool)
-  buf = abuffer.add_masked(buf, batch, mask)
+  add = jax.jit(abuffer.add_masked)
+  buf = add(buf, batch, mask)
   assert int(buf.size) == 3 and int(buf.ptr) == 3
   np.testing.assert_array_equal(np.asarray(buf.data.rewards)[:3], [0, 2, 3])
-  buf = abuffer.add_masked(buf, batch, jnp.asarray([0, 1, 0, 0, 1, 1], bool))
+  buf = add(buf, batch, jnp.asarray([0, 1, 0, 0, 1, 1], bool))
   assert int(buf.size) == 5 and int(buf.ptr) == 1
   np.testing.assert_array_equal(np.asarray(buf.data.rewards), [5, 2, 3, 1, 4])
 
 
 # ------------------------------------------------------------------------- importance buffers
 
+_insert = jax.jit(aimp.insert)
+_refresh = jax.jit(aimp.refresh)
+_select_top = jax.jit(aimp.select_top, static_argnums=1)
+_rotate = jax.jit(aimp.rotate, static_argnums=(3, 4))
+
 def test_td_heap_keeps_most_important_and_refreshes():
   h = aimp.init_importance(4)
-  h = aimp.insert(h, jnp.asarray([10, 11, 12]), jnp.asarray([0.5, 3.0, 1.0]))
-  h = aimp.insert(h, jnp.asarray([13, 14, 15]), jnp.asarray([0.1, 2.0, 5.0]))
+  h = _insert(h, jnp.asarray([10, 11, 12]), jnp.asarray([0.5, 3.0, 1.0]))
+  h = _insert(h, jnp.asarray([13, 14, 15]), jnp.asarray([0.1, 2.0, 5.0]))
   assert sorted(np.asarray(h.index).tolist()) == [11, 12, 14, 15]  # 10 and 13 evicted
-  rows, valid, _ = aimp.select_top(h, 2)
+  rows, valid, _ = _select_top(h, 2)
   assert sorted(np.asarray(rows).tolist()) == [11, 15] and bool(np.all(valid))
   # priorities change with the critic: refresh re-ranks every entry
   new = jnp.where(h.index == 12, 9.0, 0.0)
-  rows, _, _ = aimp.select_top(aimp.refresh(h, new), 1)
+  rows, _, _ = _select_top(_refresh(h, new), 1)
   assert int(rows[0]) == 12
   # a row overwritten in D_o replaces its stale entry (and priority)
-  h = aimp.insert(h, jnp.asarray([15]), jnp.asarray([0.01]))
+  h = _insert(h, jnp.asarray([15]), jnp.asarray([0.01]))
   assert np.asarray(h.index).tolist().count(15) == 1
   assert float(h.priority[h.index == 15][0]) == pytest.approx(0.01)
   # a full heap rejects a sample less important than all it holds
-  h = aimp.insert(h, jnp.asarray([16]), jnp.asarray([0.5]))
-  h = aimp.insert(h, jnp.asarray([17]), jnp.asarray([0.001]))
+  h = _insert(h, jnp.asarray([16]), jnp.asarray([0.5]))
+  h = _insert(h, jnp.asarray([17]), jnp.asarray([0.001]))
   assert sorted(np.asarray(h.index).tolist()) == [11, 12, 14, 16]
 
 
 def test_td_heap_select_top_k_of_many():
   h = aimp.init_importance(50)
   pri = jnp.asarray(np.random.default_rng(0).permutation(100), jnp.float32)
-  h = aimp.insert(h, jnp.arange(100), pri)
+  h = _insert(h, jnp.arange(100), pri)
   assert int(aimp.size(h)) == 50
-  rows, valid, _ = aimp.select_top(h, 5)
+  rows, valid, _ = _select_top(h, 5)
   np.testing.assert_array_equal(np.sort(np.asarray(pri)[np.asarray(rows)]), [95, 96, 97, 98, 99])
 
 
 def test_reward_buffer_rotation_and_random_dropping():
   r = aimp.init_importance(6)
-  r = aimp.insert(r, jnp.arange(6), jnp.asarray([1.0, 1, 1, 5, 5, 5]))  # two episodes
-  rows, _, slots = aimp.select_top(r, 3)
+  r = _insert(r, jnp.arange(6), jnp.asarray([1.0, 1, 1, 5, 5, 5]))  # two episodes
+  rows, _, slots = _select_top(r, 3)
   assert sorted(np.asarray(rows).tolist()) == [3, 4, 5]
-  r1 = aimp.rotate(r, jax.random.key(0), slots, max_uses=2, drop_prob=0.0)
+  r1 = _rotate(r, jax.random.key(0), slots, max_uses=2, drop_prob=0.0)
   assert int(aimp.size(r1)) == 6  # one use: kept
-  r2 = aimp.rotate(r1, jax.random.key(1), slots, max_uses=2, drop_prob=0.0)
+  r2 = _rotate(r1, jax.random.key(1), slots, max_uses=2, drop_prob=0.0)
   assert sorted(np.asarray(r2.index[r2.index >= 0]).tolist()) == [0, 1, 2]  # rotated out
   # random dropping hits used entries only, regardless of importance
-  r3 = aimp.rotate(r, jax.random.key(2), slots, max_uses=100, drop_prob=1.0)
+  r3 = _rotate(r, jax.random.key(2), slots, max_uses=100, drop_prob=1.0)
   assert sorted(np.asarray(r3.index[r3.index >= 0]).tolist()) == [0, 1, 2]
   # freed slots take new samples
-  r4 = aimp.insert(r2, jnp.asarray([7]), jnp.asarray([0.5]))
+  r4 = _insert(r2, jnp.asarray([7]), jnp.asarray([0.5]))
   assert 7 in np.asarray(r4.index).tolist()
 
 
@@ -265,7 +271,7 @@ def test_real_windows_from_ring_pad_after_episode_end_and_flag_incomplete():
                   next_observations=(s + 0.5)[:, None],
                   terminals=jnp.asarray([0, 0, 1, 0, 0, 0.]), timeouts=jnp.zeros(n))
   buf = replay.add(buf, t)
-  x, complete = real_windows(buf, jnp.asarray([1, 3, 4]), 4)
+  x, complete = jax.jit(real_windows, static_argnums=2)(buf, jnp.asarray([1, 3, 4]), 4)
   x = np.asarray(x)
   np.testing.assert_array_equal(x[0, :, 0], [1, 2, 2.5, 2.5])  # end at row 2, then s'
   np.testing.assert_array_equal(x[0, :, 2], [101, 102, 0, 0])

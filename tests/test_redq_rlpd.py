@@ -46,7 +46,7 @@ def test_registry_and_paper_defaults():
   c = rlpd.get_config()
   assert (c.num_critics, c.num_min_critics, c.critic_layer_norm, c.backup_entropy) == (
       10, 2, True, False)
-  s = rlpd.init(jax.random.key(0), SPEC, c)
+  s = jax.eval_shape(lambda k: rlpd.init(k, SPEC, c), jax.random.key(0))  # shapes only
   assert s.hyper.target_entropy == -1.0  # -|A| / 2
   assert not s.hyper.backup_entropy
   leaves = jax.tree_util.tree_flatten_with_path(s.critic.params)[0]

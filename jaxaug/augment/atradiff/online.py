@@ -216,9 +216,9 @@ class ATraDiffAugmenter:
     key = jax.random.fold_in(jax.random.key(self.seed), 0xA7D)
     k_train, k_len, k_state = jax.random.split(key, 3)
     t0 = time.time()
-    self.diffuser, self.expected_length = self._load_or_train(k_train, k_len, ds, workdir)
-    self.timings["pretrain_s"] = time.time() - t0
-    self.p_store = abuffer.store_probability(self.rho, self.expected_length)
+    directory = acfg.diffuser_dir or (os.path.join(workdir, "atradiff_diffuser") if workdir
+                                      else "")
+    self.diffuser, meta = self._load_or_train(k_train, ds, directory)
     spec_d = self.diffuser.spec
     self.windows = adata.build_window_data(ds, self.diffuser.stats, spec_d.max_length)
     tx = aadapt.make_adapt_optimizer(float(acfg.adapt_lr))
@@ -246,41 +246,68 @@ class ATraDiffAugmenter:
         forgetting_weight=float(acfg.forgetting_weight), max_uses=int(acfg.reward_max_uses),
         drop_prob=float(acfg.reward_drop_prob), task_id=int(acfg.task_id),
         adapt_lr=float(acfg.adapt_lr), max_episode_len=self.max_episode_len))
+    if float(acfg.expected_length) > 0:
+      self.expected_length = float(acfg.expected_length)
+    elif meta is not None:
+      self.expected_length = float(meta["expected_length"])
+    else:
+      self.expected_length = self._preliminary_length(ds, k_len)
+    if meta is None and directory:
+      self._save_diffuser(directory)
+    self.timings["pretrain_s"] = time.time() - t0
+    self.p_store = abuffer.store_probability(self.rho, self.expected_length)
     logging.info("ATraDiff: L=%.2f, store probability %.4f, synthetic_ratio %.2f",
                  self.expected_length, self.p_store, self.rho)
 
   # -------------------------------------------------------------------------- pretraining
-  def _load_or_train(self, k_train, k_len, ds, workdir):
+  def _load_or_train(self, k_train, ds, directory):
+    """(diffuser, meta): restored from `directory` if it holds one (meta has L), else trained."""
     from jaxaug.train.checkpoint import Checkpointer  # local: keeps import light
     acfg = self.cfg
-    directory = acfg.diffuser_dir or (os.path.join(workdir, "atradiff_diffuser") if workdir
-                                      else "")
-    ckpt = Checkpointer(directory, max_to_keep=1) if directory else None
-    try:
-      if ckpt is not None and ckpt.latest_step() is not None:
-        target = adiff.train_diffuser(k_train, ds, acfg, train=False)
-        diffuser = ckpt.restore(ckpt.latest_step(), target)
-        meta = ckpt.restore_meta(ckpt.latest_step())
-        logging.info("ATraDiff: restored the diffuser from %s", directory)
-        return diffuser, float(meta["expected_length"])
-      diffuser = adiff.train_diffuser(
-          k_train, ds, acfg, log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
-      if float(acfg.expected_length) > 0:
-        length = float(acfg.expected_length)
-      else:  # preliminary generation from offline start states (Sec. 4.2)
-        rng = np.random.default_rng(self.seed)
-        idx = rng.choice(len(ds), size=min(int(acfg.preliminary_samples), len(ds)),
-                         replace=False)
-        length = adiff.expected_length(diffuser, k_len, ds.observations[idx],
-                                       batch_size=int(acfg.queue_size))
-        length = max(length, 1.0)
-      if ckpt is not None:
-        ckpt.save(0, diffuser, meta={"expected_length": length})
-        ckpt.wait()
-      return diffuser, length
-    finally:
-      if ckpt is not None:
+    if directory:
+      ckpt = Checkpointer(directory, max_to_keep=1)
+      try:
+        if ckpt.latest_step() is not None:
+          target = adiff.train_diffuser(k_train, ds, acfg, train=False)
+          diffuser = ckpt.restore(ckpt.latest_step(), target)
+          meta = ckpt.restore_meta(ckpt.latest_step())
+          logging.info("ATraDiff: restored the diffuser from %s", directory)
+          return diffuser, meta
+      finally:
         ckpt.close()
+    diffuser = adiff.train_diffuser(
+        k_train, ds, acfg, log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
+    return diffuser, None
+
+  def _save_diffuser(self, directory):
+    from jaxaug.train.checkpoint import Checkpointer
+    ckpt = Checkpointer(directory, max_to_keep=1)
+    try:
+      ckpt.save(0, self.diffuser, meta={"expected_length": self.expected_length})
+      ckpt.wait()
+    finally:
+      ckpt.close()
+
+  def _preliminary_length(self, ds, key) -> float:
+    """L from preliminary generation (Sec. 4.2): mean kept transitions over offline start
+    states, with the same jitted call as the online rounds (one compilation for both)."""
+    acfg = self.cfg
+    rng = np.random.default_rng(self.seed)
+    n = min(int(acfg.preliminary_samples), len(ds))
+    starts = ds.observations[rng.choice(len(ds), size=n, replace=False)]
+    q = int(acfg.queue_size)
+    scratch = self.state.replace(key=key)
+    tasks = jnp.full((q,), int(acfg.task_id), jnp.int32)
+    lengths = []
+    for i in range(0, n, q):
+      chunk = np.zeros((q, self.spec.obs_dim), np.float32)
+      m = min(q, n - i)
+      chunk[:m] = starts[i:i + m]
+      valid = np.arange(q) < m
+      scratch, info = self._gen_fn(self.diffuser, scratch, jnp.asarray(chunk),
+                                   jnp.asarray(valid), tasks)
+      lengths.append(np.asarray(info["length"])[valid])
+    return max(float(np.mean(np.concatenate(lengths))), 1.0)
 
   # -------------------------------------------------------------------------- loop protocol
   @property
