@@ -263,6 +263,34 @@ def test_reward_buffer_rotation_and_random_dropping():
   assert 7 in np.asarray(r4.index).tolist()
 
 
+def test_td_error_indicator_of_sac_family_states():
+  from jaxaug.agents import redq
+  c = redq.get_config()
+  c.hidden_dims = (16,)
+  c.num_critics = 3
+  spec = EnvSpec(4, 2, 1.0)
+  state = jax.jit(lambda k: redq.init(k, spec, c))(jax.random.key(0))
+  k = jax.random.split(jax.random.key(1), 3)
+  n = 8
+  batch = Transitions(observations=jax.random.normal(k[0], (n, 4)),
+                      actions=jax.random.uniform(k[1], (n, 2), minval=-1, maxval=1),
+                      rewards=jnp.arange(n, dtype=jnp.float32),
+                      next_observations=jax.random.normal(k[2], (n, 4)),
+                      terminals=jnp.asarray([1.0] * 4 + [0.0] * 4), timeouts=jnp.zeros(n))
+
+  @jax.jit
+  def check(state, batch):
+    td = aimp.td_error_sac(state, batch, jax.random.key(2))
+    q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions).mean(0)
+    return td, q
+
+  td, q = check(state, batch)
+  td, q = np.asarray(td), np.asarray(q)
+  assert np.all(td >= 0)
+  # terminal rows: |r - mean_i Q_i(s, a)| (no bootstrap)
+  np.testing.assert_allclose(td[:4], np.abs(np.arange(4) - q[:4]), rtol=1e-5, atol=1e-5)
+
+
 def test_real_windows_from_ring_pad_after_episode_end_and_flag_incomplete():
   buf = replay.init_buffer(1, 1, 8)
   n = 6  # episode rows 0..2 (terminal at 2), 3..5 still running
