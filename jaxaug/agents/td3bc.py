@@ -126,7 +126,10 @@ def critic_loss(critic_params, state: TD3BCState, batch: Transitions, key: jax.A
 def actor_loss(actor_params, critic_params, hp: Hparams, batch: Transitions):
   """-lambda * Q1(s, pi(s)) + MSE(pi(s), a), lambda = alpha / mean|Q| (paper Eq. 3)."""
   pi = actor_net(hp).apply(actor_params, batch.observations)
-  q = critic_net(hp).apply(critic_params, batch.observations, pi)[0]
+  # Only Q1 enters the actor loss: slice it out of the ensemble rather than run both critics.
+  q1_params = jax.tree.map(lambda x: x[:1], critic_params)
+  q = CriticEnsemble(num_critics=1, hidden_dims=hp.hidden_dims).apply(
+      q1_params, batch.observations, pi)[0]
   lmbda = jax.lax.stop_gradient(hp.alpha / jnp.mean(jnp.abs(q)))
   bc = common.mse(pi, batch.actions)
   loss = -lmbda * q.mean() + bc
