@@ -120,6 +120,10 @@ def generate_windows(state: dtrain.DiffusionState, data: windows.WindowData, key
   return out
 
 
+# Module-level jit: repeated augment() calls with the same settings reuse the compiled program.
+_generate_jit = jax.jit(generate_windows, static_argnames=("gen", "batch_size", "mesh"))
+
+
 def make_chunk_fn(state, data, gen: GenerationConfig, reweight: dict | None = None, mesh=None
                   ) -> Callable[[jax.Array], dict[str, np.ndarray]]:
   """chunk_fn(key) -> host arrays of the valid transitions of `windows_per_chunk` windows."""
@@ -131,11 +135,9 @@ def make_chunk_fn(state, data, gen: GenerationConfig, reweight: dict | None = No
   if mesh is not None and gen.windows_per_chunk % mesh.devices.size:
     raise ValueError(f"config.windows_per_chunk={gen.windows_per_chunk} must be divisible by the "
                      f"number of devices ({mesh.devices.size})")
-  fn = jax.jit(lambda st, d, k, lp: generate_windows(st, d, k, lp, gen, gen.windows_per_chunk,
-                                                     mesh))
-
   def chunk_fn(key):
-    out = jax.device_get(fn(state, data, key, log_probs))
+    out = jax.device_get(_generate_jit(state, data, key, log_probs, gen, gen.windows_per_chunk,
+                                       mesh))
     n = data.spec.transitions
     src = np.repeat(np.asarray(out.pop("source_index"))[:, None], n, 1) + np.arange(n)
     cond = np.repeat(np.asarray(out.pop("condition"))[:, None], n, 1)

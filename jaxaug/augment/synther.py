@@ -74,6 +74,20 @@ def decode(data: RowData, x: jax.Array, threshold: float = 0.5) -> dict:
   }
 
 
+def generate_rows(state: dtrain.DiffusionState, data: RowData, key: jax.Array,
+                  scfg: samplers.SamplerConfig, num: int, threshold: float = 0.5, mesh=None) -> dict:
+  """`num` unconditional samples, decoded (jittable; all but state/data/key static)."""
+  x = samplers.heun_sample(dtrain.denoiser(state, ema=True), key, (num, data.spec.row_dim), scfg)
+  if mesh is not None and mesh.devices.size > 1:
+    x = jax.lax.with_sharding_constraint(
+        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+  return decode(data, x, threshold)
+
+
+_generate_jit = jax.jit(generate_rows,
+                        static_argnames=("scfg", "num", "threshold", "mesh"))
+
+
 def sampler_config(config) -> samplers.SamplerConfig:
   s = config.sampler
   return samplers.SamplerConfig(
@@ -93,21 +107,12 @@ def augment(state: dtrain.DiffusionState, data: RowData, config, key: jax.Array,
     raise ValueError(f"config.samples_per_chunk={n} must be divisible by the number of devices "
                      f"({mesh.devices.size})")
   threshold = float(config.synther.terminal_threshold)
-  shape = (n, data.spec.row_dim)
-
-  def gen(st, d, k):
-    x = samplers.heun_sample(dtrain.denoiser(st, ema=True), k, shape, scfg)
-    if mesh is not None and mesh.devices.size > 1:
-      x = jax.lax.with_sharding_constraint(
-          x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
-    return decode(d, x, threshold)
-
-  fn = jax.jit(gen)
   made = {"method": "synther", "sampler": dataclasses.asdict(scfg), "samples_per_chunk": n,
           "terminal_threshold": threshold, "num_transitions": int(num_transitions),
           **(fingerprint_extra or {})}
   t0 = time.time()
-  arrays = chunks.generate_in_chunks(lambda k: jax.device_get(fn(state, data, k)), key,
+  arrays = chunks.generate_in_chunks(
+      lambda k: jax.device_get(_generate_jit(state, data, k, scfg, n, threshold, mesh)), key,
                                      num_transitions, chunk_dir, made, log, max_chunks)
   meta = dict(made, generated_transitions=int(len(arrays["rewards"])),
               generated_terminals=int(arrays["terminals"].sum()),

@@ -166,7 +166,7 @@ def update(state: DiffusionState, batch: dict, key: jax.Array):
   do_ema = (step % hp.ema_every) == 0
   decay = jnp.where(do_ema, hp.ema_decay, 1.0)
   ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   return state.replace(params=params, ema_params=ema, opt_state=opt_state, step=step), metrics
 
 
