@@ -1,0 +1,114 @@
+r"""DTQL throughput and what one-step inference buys.
+
+  python experiments/bench_dtql.py --out=bench_dtql.json
+
+* Training: full DTQL updates (critic + diffusion BC + trust-region policy) at batch 256,
+  `updates_per_dispatch` per jitted lax.scan dispatch, Hopper-sized spaces (obs 11, act 3) by
+  default; updates/s, ms/update, XLA FLOPs/update and the share of the measured peak.
+* Acting latency at batch 1 and 256 (median of `repeats` jitted calls, blocked on):
+  the one-step policy (one forward pass), the one-step policy with the paper's max-Q trick
+  (`--candidates`, scored by the target twin Q), and the diffusion BC policy sampled with
+  deterministic Heun at 5 and 50 steps (2K - 1 denoiser evaluations).
+"""
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from jaxaug import bench
+from jaxaug.agents import dtql
+from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.train.loop import make_dispatch, seed_keys
+from jaxaug.types import EnvSpec
+
+_OBS = flags.DEFINE_integer("obs_dim", 11, "Observation size (Hopper: 11).")
+_ACT = flags.DEFINE_integer("act_dim", 3, "Action size (Hopper: 3).")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "Training batch size.")
+_K = flags.DEFINE_integer("updates_per_dispatch", 100, "Updates per jitted dispatch.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed training dispatches (median).")
+_ACT_REPEATS = flags.DEFINE_integer("act_repeats", 20, "Timed acting calls (median).")
+_STEPS = flags.DEFINE_list("diffusion_steps", ["5", "50"], "Heun steps of the diffusion policy.")
+_CANDIDATES = flags.DEFINE_integer("candidates", 1024, "Max-Q candidates (paper: 1024).")
+_ACT_BATCHES = flags.DEFINE_list("act_batches", ["1", "256"], "Observation batch sizes.")
+_OUT = flags.DEFINE_string("out", "bench_dtql.json", "JSON output path.")
+
+
+def make_data(n=100_000, obs_dim=11, act_dim=3):
+  rng = np.random.default_rng(0)
+  obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+  return Transitions(obs, np.tanh(rng.normal(size=(n, act_dim))).astype(np.float32),
+                     rng.normal(size=n).astype(np.float32), obs, np.zeros(n, np.float32),
+                     np.zeros(n, np.float32))
+
+
+def bench_training(spec, peak):
+  cfg = dtql.get_config()  # paper networks; pretrain_steps 0: every update is a full one
+  data = jax.device_put(make_data(obs_dim=spec.obs_dim, act_dim=spec.act_dim))
+  init_key, rng = seed_keys(0, 1)
+  state = jax.jit(lambda k: dtql.init(k, spec, cfg))(init_key)
+  dispatch = make_dispatch(dtql.update, sample_transitions, _BATCH.value, _K.value, None, 1)
+  flops = bench.compiled_flops(dispatch, state, rng, data)
+  carry = {"s": state, "r": rng}
+
+  def run():
+    carry["s"], carry["r"], m = dispatch(carry["s"], carry["r"], data)
+    return m
+
+  t = bench.time_fn(run, repeats=_REPEATS.value, warmup=2)
+  row = {"batch_size": _BATCH.value, "updates_per_dispatch": _K.value,
+         "ms_per_update": 1e3 * t / _K.value, "updates_per_s": _K.value / t,
+         "gflops_per_update": flops / _K.value / 1e9,
+         "share_of_peak": (flops / t) / peak if flops else None}
+  print(f"train: {row['ms_per_update']:.2f} ms/update ({row['updates_per_s']:.1f} updates/s, "
+        f"{row['gflops_per_update']:.3f} GFLOP/update"
+        + (f", {100 * row['share_of_peak']:.1f}% of peak)" if flops else ")"))
+  return carry["s"], row
+
+
+def bench_acting(state_full):
+  hp = state_full.hp
+  one_step = state_full.replace(hp=dataclasses.replace(hp, num_candidates=1))
+  max_q = state_full.replace(hp=dataclasses.replace(hp, num_candidates=_CANDIDATES.value))
+  methods = [("one_step", 1, lambda s, o, k: dtql.act(s, o, k, True), one_step),
+             (f"one_step_maxq{_CANDIDATES.value}", 1,
+              lambda s, o, k: dtql.act(s, o, k, True), max_q)]
+  for n in map(int, _STEPS.value):
+    methods.append((f"diffusion_heun{n}", 2 * n - 1,
+                    lambda s, o, k, n=n: dtql.sample_diffusion_policy(s, o, k, n), one_step))
+  rows = []
+  for b in map(int, _ACT_BATCHES.value):
+    obs = jax.random.normal(jax.random.key(1), (b, hp.obs_dim))
+    for name, evals, fn, st in methods:
+      f = jax.jit(fn)
+      key = jax.random.key(2)
+      t = bench.time_fn(lambda: f(st, obs, key), repeats=_ACT_REPEATS.value, warmup=2)
+      rows.append({"method": name, "batch": b, "network_evals": evals, "ms": 1e3 * t,
+                   "actions_per_s": b / t})
+      print(f"act batch={b:4d} {name:22s} {1e3 * t:9.3f} ms ({b / t:11.1f} actions/s)")
+  by = {(r["method"], r["batch"]): r["ms"] for r in rows}
+  for b in map(int, _ACT_BATCHES.value):
+    for n in map(int, _STEPS.value):
+      ratio = by[(f"diffusion_heun{n}", b)] / by[("one_step", b)]
+      print(f"batch {b}: diffusion {n} steps / one-step = {ratio:.1f}x")
+  return rows
+
+
+def main(argv):
+  del argv
+  peak = bench.peak_matmul_flops()
+  load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+  print(f"peak matmul: {peak / 1e9:.1f} GFLOP/s ({jax.default_backend()}), load avg {load}")
+  spec = EnvSpec(_OBS.value, _ACT.value)
+  state, train_row = bench_training(spec, peak)
+  act_rows = bench_acting(state)
+  bench.write_json(_OUT.value, {"peak_flops": peak, "load_avg_1min": load,
+                                "machine": bench.machine_info(), "obs_dim": spec.obs_dim,
+                                "act_dim": spec.act_dim, "train": train_row, "act": act_rows})
+  print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
