@@ -63,7 +63,7 @@ def test_utd_updates_reduce_critic_loss_on_a_fixed_batch(agent):
   c = agent.get_config()
   c.hidden_dims = (32, 32)
   c.num_critics = 4
-  state = agent.init(jax.random.key(1), SPEC, c)
+  state = jax.jit(lambda k: agent.init(k, SPEC, c))(jax.random.key(1))
   utd, b = 4, 64
   batch = _transitions(utd * b, jax.random.key(2))
   first = jax.tree.map(lambda x: x[:b], batch)
@@ -86,7 +86,7 @@ def test_rlpd_batches_are_exactly_half_offline_in_every_minibatch():
       jax.random.key(2))
   marks = np.asarray(batch.rewards).reshape(utd, b)
   np.testing.assert_array_equal(marks.sum(axis=1), b // 2)
-  one = rlpd.sample_symmetric(offline, online, jax.random.key(3), 33)
+  one = jax.jit(lambda k: rlpd.sample_symmetric(offline, online, k, 33))(jax.random.key(3))
   assert int(np.asarray(one.rewards).sum()) in (16, 17)  # rounding of an odd batch
   # the online loop's hook (OfflineMixer) gives the same per-minibatch split
   mixer = OfflineMixer(offline, 0.5, b)
