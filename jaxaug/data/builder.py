@@ -2,18 +2,22 @@
 
 Kinds, with D4RL's meanings (Fu et al. 2020, Sec. 5):
   random          a uniformly random policy;
-  medium          a SAC policy stopped early, at ~1/3 of expert performance (by default the
-                  first evaluation reaching a normalised score of 33.3, i.e. 1/3 of D4RL's
-                  expert reference return);
+  medium          a SAC policy at ~1/3 of expert performance: the first of the SAC run's
+                  evaluation snapshots whose return reaches 1/3 of the expert's (the last
+                  snapshot's) evaluation return (--medium_fraction), or a given normalised
+                  score (--medium_score);
   medium-replay   every transition in SAC's replay buffer while it trained up to that medium
                   policy (in order, with the true qpos/qvel);
-  expert          the fully trained SAC policy;
+  expert          the fully trained SAC policy (the last snapshot of the run);
   medium-expert   medium and expert concatenated.
+One SAC run serves all: it keeps a policy snapshot at every evaluation, so medium is chosen
+after the fact relative to the expert it produced, and medium-replay is a prefix of its replay.
 Rollouts of medium/expert sample the stochastic SAC policy, as D4RL's data collection did.
 
 Layout of OUT (everything resumable: the SAC run checkpoints; a finished dataset or policy is
 written under a temporary name and renamed, and is skipped when it already exists):
   OUT/<env>/sac/                 train_online workdir (checkpoints, metrics.jsonl, config.json)
+  OUT/<env>/sac/policy_snapshots orbax: the SAC agent state at every evaluation step
   OUT/<env>/policies/<name>/     orbax: the SAC agent state of the medium / expert policy
   OUT/<env>-<kind>.hdf5          D4RL hdf5 layout (read by the `d4rl:` loader)
   OUT/<env>-<kind>.minari/       optional Minari dataset directory
@@ -58,7 +62,8 @@ class BuildOptions:
   seed: int = 0
   sac_preset: str = ""  # configs/sac.py preset; '' = the env's own
   sac_steps: int = 1_000_000  # env steps of the SAC run that produces the expert
-  medium_score: float = 100.0 / 3.0  # normalised eval score at which 'medium' is taken
+  medium_fraction: float = 1.0 / 3.0  # medium = first eval reaching this x expert's return
+  medium_score: float | None = None  # or: first eval reaching this normalised score
   eval_every: int = 5000  # SAC evaluation period (the medium stop is checked there)
   checkpoint_every: int = 25_000
   sac_overrides: tuple[tuple[str, object], ...] = ()  # extra (field, value) config overrides
@@ -180,9 +185,8 @@ def sac_policy(state, seed: int):
 
 
 def _stats(ds: OfflineDataset, env_id: str) -> dict:
-  r = ds.episode_returns()
-  full = r if len(r) < 2 else r  # the last episode may be cut; reported as is
-  return {"transitions": len(ds), "episodes": int(len(r)),
+  full = ds.episode_returns()  # every episode, the last (cut) one included
+  return {"transitions": len(ds), "episodes": int(len(full)),
           "return_mean": float(np.mean(full)), "return_std": float(np.std(full)),
           "return_min": float(np.min(full)), "return_max": float(np.max(full)),
           "normalized_score_mean": float(np.mean(envs.normalized_score(env_id, full)))}
@@ -232,12 +236,6 @@ def load_policy(opts: BuildOptions, name: str):
   return state, meta
 
 
-def _eval_info(workdir: str) -> dict:
-  with open(os.path.join(workdir, "summary.json")) as f:
-    summary = json.load(f)
-  return {"sac_steps": summary["steps"], "eval": summary["last_eval"]}
-
-
 class Preempted(Exception):
   """The SAC run checkpointed on SIGTERM; re-running the same command resumes it."""
 
@@ -247,54 +245,105 @@ def _exit_if_preempted(summary: dict) -> None:
     raise Preempted(f"SAC run preempted at step {summary['steps']}; re-run to resume")
 
 
-def train_medium(opts: BuildOptions):
-  """SAC up to the medium score; saves the medium policy and returns (state, meta)."""
-  loaded = load_policy(opts, "medium")
+def _sac_dir(opts: BuildOptions) -> str:
+  return os.path.join(opts.out, SHORT_NAMES[envs.resolve_env_id(opts.env_id)], "sac")
+
+
+def _snapshot_dir(opts: BuildOptions) -> str:
+  return os.path.join(_sac_dir(opts), "policy_snapshots")
+
+
+def train_sac(opts: BuildOptions) -> None:
+  """Runs (or resumes) the SAC run to --sac_steps, snapshotting the policy at every evaluation.
+
+  The snapshots let 'medium' be chosen after the run, relative to the expert it produced.
+  Raises Preempted when SIGTERM stopped the run (it checkpointed; re-run to resume).
+  """
+  config = sac_config(opts)
+  snapshots = Checkpointer(_snapshot_dir(opts), max_to_keep=None)
+  done = set(snapshots.all_steps())
+
+  def on_eval(step, state, eval_metrics):
+    if step not in done:  # a resumed run re-evaluates steps after its checkpoint
+      snapshots.save(step, {"agent": state}, meta={"step": step, "eval": eval_metrics})
+      done.add(step)
+
+  try:
+    summary = online.train_online(config, _sac_dir(opts), on_eval=on_eval)
+  finally:
+    snapshots.close()
+  _exit_if_preempted(summary)
+
+
+def snapshot_evals(opts: BuildOptions) -> dict[int, dict]:
+  """{eval step: eval metrics} of the policy snapshots, up to the run's last step."""
+  snapshots = Checkpointer(_snapshot_dir(opts), max_to_keep=None)
+  try:
+    return {s: snapshots.restore_meta(s)["eval"] for s in sorted(snapshots.all_steps())
+            if s <= opts.sac_steps}
+  finally:
+    snapshots.close()
+
+
+def select_policies(opts: BuildOptions) -> dict[str, int]:
+  """expert = the last snapshot; medium = the first snapshot reaching `medium_fraction` of the
+  expert's evaluation return (D4RL: ~1/3 of expert), or --medium_score when given."""
+  evals = snapshot_evals(opts)
+  if not evals:
+    raise RuntimeError(f"{_snapshot_dir(opts)}: no policy snapshots; the SAC run evaluated "
+                       "nothing (is --eval_every > --sac_steps?)")
+  expert = max(evals)
+  if opts.medium_score is not None:
+    ok = [s for s, e in evals.items() if e["eval/normalized_score"] >= opts.medium_score]
+    rule = f"first eval with normalized score >= {opts.medium_score}"
+  else:
+    target = opts.medium_fraction * evals[expert]["eval/return"]
+    ok = [s for s, e in evals.items() if e["eval/return"] >= target]
+    rule = f"first eval with return >= {opts.medium_fraction:.3f} x expert's"
+  if not ok:
+    raise RuntimeError(f"no SAC snapshot satisfies the medium rule ({rule}); train longer")
+  return {"expert": expert, "medium": min(ok), "rule": rule}
+
+
+def _policy(opts: BuildOptions, name: str):
+  """(state, meta) of the medium or expert policy; saved to OUT/<env>/policies/<name> once."""
+  loaded = load_policy(opts, name)
   if loaded is not None:
     return loaded
+  train_sac(opts)
+  chosen = select_policies(opts)
+  step = chosen[name]
   config = sac_config(opts)
-  workdir = os.path.join(opts.out, SHORT_NAMES[config.env_id], "sac")
-  summary = online.train_online(config, workdir, stop_at_normalized_score=opts.medium_score)
-  _exit_if_preempted(summary)
-  if not summary["stopped_early"]:
-    raise RuntimeError(f"SAC on {config.env_id} did not reach the medium score "
-                       f"{opts.medium_score} within --sac_steps={opts.sac_steps}; raise it")
-  run = online.load_run(workdir, config)
-  info = {**_eval_info(workdir), "medium_score_target": opts.medium_score}
-  save_policy(opts, "medium", run["agent"], run["step"], info)
-  _maybe_write_medium_replay(opts, run)
-  return load_policy(opts, "medium")
+  template = sac.init(jax.random.key(0), envs.env_spec(config.env_id), config.agent)
+  snapshots = Checkpointer(_snapshot_dir(opts), max_to_keep=None)
+  state = snapshots.restore(step, {"agent": template})["agent"]
+  meta = snapshots.restore_meta(step)
+  snapshots.close()
+  save_policy(opts, name, state, step, {"sac_steps": step, "eval": meta["eval"],
+                                        "selection": chosen["rule"] if name == "medium"
+                                        else "last snapshot"})
+  return load_policy(opts, name)
 
 
-def _maybe_write_medium_replay(opts: BuildOptions, run: dict) -> None:
-  if "medium-replay" not in opts.kinds or os.path.exists(dataset_path(opts, "medium-replay")):
-    return
-  n = int(run["step"])
+def write_medium_replay(opts: BuildOptions) -> None:
+  """Every transition of the SAC replay up to the medium policy's step, in order, with infos."""
+  _, meta = _policy(opts, "medium")
+  n = int(meta["step"])
+  run = online.load_run(_sac_dir(opts), sac_config(opts))
   capacity = int(run["buffer"].capacity)
-  if n > capacity:
-    raise RuntimeError(f"medium reached after {n} steps but the replay holds {capacity}")
+  if run["step"] > capacity:
+    raise RuntimeError(f"the SAC run took {run['step']} steps but its replay holds {capacity}: "
+                       "the first transitions were overwritten (raise replay_capacity)")
   data = jax.tree.map(lambda x: np.asarray(x[:n]), run["buffer"].data)
   ds = OfflineDataset(observations=data.observations, actions=data.actions,
                       rewards=data.rewards, next_observations=data.next_observations,
                       terminals=data.terminals, timeouts=data.timeouts,
                       infos={k: np.asarray(v[:n]) for k, v in run["infos"].items()})
   ds.metadata.update(_base_metadata(opts, "medium-replay"))
-  ds.metadata.update({"policy": "SAC replay buffer up to the medium policy",
-                      "sac_steps": n, "medium_score_target": opts.medium_score})
+  ds.metadata.update({"policy": "SAC replay buffer up to the medium policy", "sac_steps": n,
+                      "medium_policy_eval": meta.get("eval"),
+                      "medium_selection": meta.get("selection")})
   _write(ds, opts, "medium-replay")
-
-
-def train_expert(opts: BuildOptions):
-  loaded = load_policy(opts, "expert")
-  if loaded is not None:
-    return loaded
-  train_medium(opts)  # the expert run continues the medium run (same workdir)
-  config = sac_config(opts)
-  workdir = os.path.join(opts.out, SHORT_NAMES[config.env_id], "sac")
-  _exit_if_preempted(online.train_online(config, workdir))
-  state, step = online.load_agent_state(workdir, config)
-  save_policy(opts, "expert", state, step, _eval_info(workdir))
-  return load_policy(opts, "expert")
 
 
 # ------------------------------------------------------------------------------------- driver
@@ -312,7 +361,7 @@ def _rollout_dataset(opts: BuildOptions, kind: str) -> OfflineDataset:
     policy, info = random_policy(spec.act_dim, rollout_seed, spec.max_action), {
         "policy": "uniform random"}
   else:
-    state, meta = train_medium(opts) if kind == "medium" else train_expert(opts)
+    state, meta = _policy(opts, kind)
     policy = sac_policy(state, rollout_seed)
     info = {"policy": f"SAC {kind} (stochastic)", "policy_sac_steps": meta.get("sac_steps"),
             "policy_eval": meta.get("eval"), "policy_dir": _policy_dir(opts, kind)}
@@ -336,10 +385,7 @@ def build(opts: BuildOptions) -> dict[str, dict]:
     if os.path.exists(path):
       logging.info("%s exists; skipped", path)
     elif kind == "medium-replay":
-      train_medium(opts)  # writes it
-      if not os.path.exists(path):  # medium policy existed but the file did not
-        raise RuntimeError(f"{path}: the SAC run went past medium before medium-replay was "
-                           "written; delete OUT/<env>/policies/medium to rebuild it")
+      write_medium_replay(opts)
     elif kind == "medium-expert":
       parts = [_rollout_dataset(opts, "medium"), _rollout_dataset(opts, "expert")]
       ds = OfflineDataset.concatenate(parts, source=path)

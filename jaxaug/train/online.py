@@ -167,7 +167,8 @@ def _reset(env, seed: int, episode: int):
 
 def train_online(config: ml_collections.ConfigDict, workdir: str, *,
                  sample_fn: SampleFn | None = None, agent=None,
-                 stop_at_normalized_score: float | None = None, extras=None) -> dict:
+                 stop_at_normalized_score: float | None = None, extras=None,
+                 on_eval: Callable[[int, Any, dict], None] | None = None) -> dict:
   """Trains `agent` (default SAC) online; resumes from `workdir`'s latest checkpoint.
 
   Args:
@@ -177,6 +178,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     agent: module with the agent protocol (+ optional `update_utd`); default SAC.
     stop_at_normalized_score: stop (and checkpoint) at the first evaluation whose mean
       normalised score reaches this value (the dataset builder's 'medium' policy).
+    on_eval: called as on_eval(step, agent_state, eval_metrics) after every evaluation (the
+      dataset builder keeps a policy snapshot per evaluation this way).
     extras: offline data / augmentation hooks (jaxaug.augment.online_hooks); default built
       from the config (None for plain SAC/REDQ configs).
 
@@ -329,6 +332,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
       logger.log(step, out)
     if (config.eval_every and step % config.eval_every == 0) or step == total:
       last_eval = run_eval(step)
+      if on_eval is not None:
+        on_eval(step, agent_state, last_eval)
       if (stop_at_normalized_score is not None
           and last_eval["eval/normalized_score"] >= stop_at_normalized_score):
         stopped = True
