@@ -6,6 +6,7 @@ names: synthetic_ratio = rho, expected_length = L, lengths = the preset k's).
 
 Presets:
   tiny                       SAC + ATraDiff on Hopper, tiny networks (CPU, ~1 min; tests)
+  tiny-rlpd                  RLPD + ATraDiff (symmetric sampling + modified buffer), tiny
   sac-ENV, redq-ENV          online RL (Sec. 5.1): fixed diffuser trained on
                              embedded:ENV-medium-replay, no online adaptation
   rlpd-ENV                   offline-to-online (Sec. 5.2): RLPD's symmetric sampling of the same
@@ -26,7 +27,7 @@ from jaxaug.augment.atradiff.online import get_config as atradiff_config
 
 ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
-PRESETS = ("tiny", "cpu-hopper") + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+PRESETS = ("tiny", "tiny-rlpd", "cpu-hopper") + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
 
 
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
@@ -41,9 +42,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   arg = arg or "tiny"
   if arg not in PRESETS:
     raise ValueError(f"configs/atradiff.py: unknown preset {arg!r}; expected one of {PRESETS}")
-  if arg == "tiny":
-    c = _sibling("sac", "tiny")
-    c.agent_name = "sac"
+  if arg in ("tiny", "tiny-rlpd"):
+    c = _sibling("sac", "tiny") if arg == "tiny" else _sibling("rlpd", "tiny")
+    c.agent_name = "sac" if arg == "tiny" else "rlpd"
     c.atradiff = atradiff_config()
     a = c.atradiff
     a.lengths = (4, 8)
