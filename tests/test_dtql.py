@@ -68,22 +68,23 @@ def test_trust_region_gradient_reaches_policy_not_diffusion(policy):
     a = dtql.sample_policy(policy_params, hp, batch.observations, jax.random.key(1))
     return dtql.trust_region_loss(a, bc_params, hp, batch.observations, jax.random.key(2))
 
-  g_pi, g_bc = jax.grad(tr_only, argnums=(0, 1))(state.policy_params, state.bc_params)
+  g_pi, g_bc = jax.jit(jax.grad(tr_only, argnums=(0, 1)))(state.policy_params, state.bc_params)
   assert _norm(g_pi) > 1e-4
   assert _norm(g_bc) == 0.0
   # The full policy loss (trust region + Q) leaves the diffusion model and critics alone too.
-  g = jax.grad(lambda p, b, c: dtql.policy_loss(p, b, c, hp, batch, jax.random.key(3))[0],
-               argnums=(0, 1, 2))(state.policy_params, state.bc_params, state.critic_params)
+  g = jax.jit(jax.grad(
+      lambda p, b, c: dtql.policy_loss(p, b, c, hp, batch, jax.random.key(3))[0],
+      argnums=(0, 1, 2)))(state.policy_params, state.bc_params, state.critic_params)
   assert _norm(g[0]) > 1e-4 and _norm(g[1]) == 0.0 and _norm(g[2]) == 0.0
   # ... while the BC loss itself does train the diffusion model.
-  g_bc_loss = jax.grad(dtql.diffusion_loss)(state.bc_params, hp, batch.actions,
-                                            batch.observations, jax.random.key(4))
+  g_bc_loss = jax.jit(lambda b: jax.grad(dtql.diffusion_loss)(
+      b, hp, batch.actions, batch.observations, jax.random.key(4)))(state.bc_params)
   assert _norm(g_bc_loss) > 1e-4
 
 
 def test_critic_loss_falls_and_pretraining_freezes_policy():
   data = jax.tree.map(jnp.asarray, bandit_data())
-  state = dtql.init(jax.random.key(0), SPEC, small_config(pretrain_steps=100, critic_lr=3e-3))
+  state = dtql.init(jax.random.key(0), SPEC, small_config(pretrain_steps=150, critic_lr=3e-3))
   probe = sample_transitions(data, jax.random.key(99), 512)
   loss0 = float(dtql.critic_loss(state.critic_params, state.target_critic_params, state.hp,
                                  probe)[0])
@@ -96,11 +97,11 @@ def test_critic_loss_falls_and_pretraining_freezes_policy():
       return dtql.update(s, sample_transitions(data, k_s, 128), k_u)
     return jax.lax.scan(body, state, jax.random.split(key, n))
 
-  state, m = run(state, jax.random.key(1), 100)
+  state, m = run(state, jax.random.key(1), 150)  # one compile for both phases
   assert np.all(np.asarray(m["pretraining"]) == 1.0)
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.policy_params),
                                                   jax.tree.leaves(policy0)))
-  state, m = run(state, jax.random.key(2), 200)
+  state, m = run(state, jax.random.key(2), 150)
   assert np.all(np.asarray(m["pretraining"]) == 0.0)
   assert int(state.step) == 300
   assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.policy_params),
@@ -117,16 +118,22 @@ def test_act_shapes_and_max_q_trick():
   obs = jnp.asarray(bandit_data(8).observations)
   a = jax.jit(dtql.act)(state, obs, jax.random.key(1))
   assert a.shape == (8, 2) and np.all(np.abs(a) <= 1.0)
-  assert dtql.act(state, obs[0], jax.random.key(1)).shape == (2,)
+  assert jax.jit(dtql.act)(state, obs[0], jax.random.key(1)).shape == (2,)
   # argmax selection returns the candidate with the highest min target Q.
   hp = state.hp
   obs_rep = jnp.repeat(obs[:1], 64, axis=0)
   k_cand, _ = jax.random.split(jax.random.key(1))
-  cand = dtql.sample_policy(state.policy_params, hp, obs_rep, k_cand)
-  q = dtql.q_net(hp).apply(state.target_critic_params["q"], obs_rep, cand).min(0)
+
+  @jax.jit
+  def candidates(s):
+    c = dtql.sample_policy(s.policy_params, hp, obs_rep, k_cand)
+    return c, dtql.q_net(hp).apply(s.target_critic_params["q"], obs_rep, c).min(0)
+
+  cand, q = candidates(state)
   np.testing.assert_allclose(a[0], jnp.clip(cand[jnp.argmax(q)], -1, 1), atol=1e-6)
   # The diffusion BC policy sampler (benchmark baseline) gives bounded actions.
-  b = dtql.sample_diffusion_policy(state, obs, jax.random.key(2), num_steps=3)
+  b = jax.jit(dtql.sample_diffusion_policy, static_argnums=3)(state, obs, jax.random.key(2),
+                                                              3)
   assert b.shape == (8, 2) and np.all(np.abs(b) <= 1.0)
 
 
