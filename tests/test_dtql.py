@@ -202,3 +202,15 @@ def test_data_parallel_equals_single_device():
   res = json.loads(out.stdout.strip().splitlines()[-1])
   assert res["step"] == 20 and res["policy_changed"], res
   assert res["max_abs_diff"] < 1e-4, res
+
+
+@pytest.mark.parametrize("entropy_term", ["nll", "entropy"])
+def test_entropy_terms_are_finite_and_train_the_policy(entropy_term):
+  state = dtql.init(jax.random.key(0), SPEC, small_config(gamma_ent=1.0,
+                                                         entropy_term=entropy_term))
+  batch = bandit_data(64)
+  loss_fn = lambda p: dtql.policy_loss(p, state.bc_params, state.critic_params, state.hp, batch,
+                                       jax.random.key(1))
+  (loss, info), g = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state.policy_params)
+  assert np.isfinite(float(loss)) and float(info["entropy_term"]) != 0.0
+  assert np.isfinite(_norm(g)) and _norm(g) > 0
