@@ -42,7 +42,9 @@ def main(argv):
     if "=" not in entry:
       raise ValueError(f"--runs entry {entry!r}: expected LABEL=GLOB")
     label, pattern = entry.split("=", 1)
-    dirs = sorted(d for d in glob.glob(pattern) if os.path.isdir(d))
+    # finished runs only (summary.json is written at the end of train_online)
+    dirs = sorted(d for d in glob.glob(pattern)
+                  if os.path.exists(os.path.join(d, "summary.json")))
     if not dirs:
       raise ValueError(f"--runs {label}: no workdirs match {pattern!r}")
     curves = [_curves(d, "eval/return") for d in dirs]
@@ -55,8 +57,7 @@ def main(argv):
     for s in _STEPS.value:
       v = np.array([n[int(s)] for n in norm if int(s) in n])
       cells.append(f"{v.mean():.1f} ± {v.std():.1f}" if len(v) else "-")
-    summaries = [json.load(open(os.path.join(d, "summary.json")))
-                 for d in dirs if os.path.exists(os.path.join(d, "summary.json"))]
+    summaries = [json.load(open(os.path.join(d, "summary.json"))) for d in dirs]
     wall = np.mean([s["wall_time_s"] for s in summaries]) if summaries else float("nan")
     ex = [s.get("extras", {}) for s in summaries]
     gen = np.mean([e.get("atradiff/generation_s", 0.0) for e in ex]) if ex else 0.0
