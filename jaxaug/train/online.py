@@ -222,6 +222,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
   latest = ckpt.latest_step()
   step, episode_index, recent_returns, stopped = 0, 0, [], False
+  since_log: list[float] = []  # returns of episodes finished since the last periodic log
   if latest is None:
     obs = _reset(env, config.seed, 0)
     key, action = first_action_fn(agent_state, key, jnp.asarray(obs, jnp.float32),
@@ -241,6 +242,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     episode.actions = np.array(restored["episode_actions"], np.float32)
     step, episode_index = int(meta["step"]), int(meta["episode"])
     recent_returns = list(meta["recent_returns"])
+    since_log = list(meta.get("since_log", []))
     # A run stopped at a target score stays stopped only while that target is asked for; a
     # re-run without it (the builder going on from medium to expert) continues training.
     stopped = bool(meta.get("stopped", False)) and stop_at_normalized_score is not None
@@ -261,7 +263,6 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   last_metrics: dict = {}
   last_eval: dict = {}
   t0, step0 = time.time(), step
-  since_log: list[float] = []
 
   def save(step_):
     state = {"agent": agent_state, "buffer": buf, "key": key, "action": action,
@@ -271,7 +272,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
       state["extras"] = extras.state_dict()
     ckpt.save(step_, state, meta={
         "step": step_, "episode": episode_index, "episode_length": episode.length,
-        "recent_returns": recent_returns[-10:], "stopped": stopped, "env_id": env_id,
+        "recent_returns": recent_returns[-10:], "since_log": since_log, "stopped": stopped,
+        "env_id": env_id,
         "seed": int(config.seed)})
 
   def run_eval(step_):
@@ -328,7 +330,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
       out["train/env_steps_per_s"] = (step - step0) / max(time.time() - t0, 1e-9)
       if extras is not None:
         out.update(extras.metrics(real_size=min(step, capacity)))
-      since_log = []
+      if step % config.log_every == 0:  # (not at an end-of-run log: a resumed run goes on)
+        since_log = []
       logger.log(step, out)
     if (config.eval_every and step % config.eval_every == 0) or step == total:
       last_eval = run_eval(step)
