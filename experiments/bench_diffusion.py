@@ -8,8 +8,8 @@ For each denoiser (GTA's MixerUnet and SynthER's residual MLP, tiny and paper si
     (w = 2: conditional and unconditional passes batched), and SynthER's full 128-step chain;
     generated transitions/s (a GTA window yields H - 1 transitions);
 and the achieved FLOP/s as a share of the peak measured in the same run with a large fp32
-matmul. FLOPs come from XLA's cost analysis of one update / one denoiser call (times the number
-of calls), so they count what the compiled program does.
+matmul (best of a measurement before and after the runs). FLOPs come from XLA's cost analysis of
+the compiled denoiser forward pass, times the number of calls (training: 3x forward).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per measurement (best
 _TRAIN_K = flags.DEFINE_integer("train_k", 10, "Updates per jitted call.")
 _GEN_BATCH = flags.DEFINE_integer("gen_batch", 0, "Generation batch (windows / rows); 0 = "
                                   "per-size default.")
+_TRAIN_BATCH = flags.DEFINE_integer("train_batch", 0, "Training batch; 0 = per-size default.")
+_ONLY = flags.DEFINE_list("only", [], "Subset of denoisers (gta_mixer_unet, synther_resmlp).")
 _SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 128, "EDM schedule length N.")
 
 # name -> (net, net kwargs, x shape per item, cond_dim, train batch, gen batch)
@@ -93,19 +95,25 @@ def bench_one(name, net_name, net_kwargs, item_shape, cond_dim, train_batch, gen
   n_params = denoisers.count_params(state.params)
   res = {"params": n_params, "train_batch": train_batch, "item_shape": list(item_shape)}
 
+  # FLOPs of one denoiser call per item, from XLA's cost analysis of the compiled forward pass;
+  # a training step is counted as 3x the forward (forward + backward), the usual estimate.
+  den = dtrain.denoiser(state)
+  fwd = jax.jit(lambda xx, ss: den(xx, ss, None if not cond_dim else jnp.zeros(
+      (xx.shape[0], cond_dim)), jnp.ones((xx.shape[0],))))
+  probe = 8
+  item_flops = _flops(fwd.lower(jnp.zeros((probe,) + item_shape), jnp.ones((probe,))).compile())
+  item_flops /= probe
+
   # Training.
-  batch = batch_of(key, train_batch)
-  one = jax.jit(dtrain.update).lower(state, batch, key).compile()
-  step_flops = _flops(one)
   multi = jax.jit(dtrain.make_multi_update(k, lambda kk: batch_of(kk, train_batch)))
   t = _best_time(lambda: multi(state, key)[1]["loss"], repeats)
+  step_flops = 3 * item_flops * train_batch
   res["train_steps_per_s"] = k / t
   res["train_flops_per_step"] = step_flops
   res["train_share_of_peak"] = step_flops * k / t / peak
 
   # Generation.
   cfg = samplers.SamplerConfig(num_steps=sampler_steps)
-  den = dtrain.denoiser(state)
   x = batch_of(key, gen_batch)
   if cond_dim:  # GTA: partial noising 0.5 + guidance w = 2 (two passes per evaluation)
     gen = jax.jit(lambda kk: samplers.from_partial_noise(guidance.cfg(den, 2.0), kk, x["x"], 0.5,
@@ -118,10 +126,7 @@ def bench_one(name, net_name, net_kwargs, item_shape, cond_dim, train_batch, gen
     evals = samplers.num_evaluations(cfg)
     per_eval_batch = gen_batch
     transitions = gen_batch
-  fwd = jax.jit(lambda xx, ss: den(xx, ss, None if not cond_dim else jnp.zeros(
-      (xx.shape[0], cond_dim)), jnp.ones((xx.shape[0],))))
-  xe = jnp.zeros((per_eval_batch,) + item_shape)
-  eval_flops = _flops(fwd.lower(xe, jnp.ones((per_eval_batch,))).compile())
+  eval_flops = item_flops * per_eval_batch
   t = _best_time(lambda: gen(key), max(1, repeats - 1))
   res.update(gen_batch=gen_batch, gen_evaluations=evals, gen_seconds_per_batch=t,
              gen_transitions_per_s=transitions / t,
@@ -145,8 +150,11 @@ def main(argv):
     if size not in SETUPS:
       raise app.UsageError(f"--sizes: unknown size {size!r}; expected tiny, paper")
     for name, (net, kw, shape, cdim, tb, gb) in SETUPS[size].items():
+      if _ONLY.value and name not in _ONLY.value:
+        continue
       out["results"][f"{size}/{name}"] = bench_one(
-          f"{size}/{name}", net, kw, shape, cdim, tb, _GEN_BATCH.value or gb, peak,
+          f"{size}/{name}", net, kw, shape, cdim, _TRAIN_BATCH.value or tb, _GEN_BATCH.value or gb,
+          peak,
           _REPEATS.value, _TRAIN_K.value, _SAMPLER_STEPS.value)
   # Contended machines under-report the peak: keep the best of a measurement before and after.
   peak_after = peak_flops()
