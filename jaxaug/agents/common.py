@@ -48,10 +48,6 @@ def hparams_from_config(cls: type[H], config: Mapping[str, Any] | None, spec: En
   return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def adam(learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
-  return optax.adam(learning_rate)
-
-
 def apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):
   """One optimiser step; returns (new_params, new_opt_state)."""
   updates, opt_state = tx.update(grads, opt_state, params)
@@ -66,8 +62,3 @@ def td_target(rewards: jax.Array, masks: jax.Array, discount: float,
               next_value: jax.Array) -> jax.Array:
   """r + gamma * (1 - terminal) * V(s'); gradients never flow into the target."""
   return jax.lax.stop_gradient(rewards + discount * masks * next_value)
-
-
-def select_tree(pred: jax.Array, on_true, on_false):
-  """Elementwise `where` over two pytrees of the same structure (works under vmap)."""
-  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

@@ -200,8 +200,8 @@ def sac_alpha(state: CQLState) -> jax.Array:
   return jnp.asarray(hp.alpha_multiplier, jnp.float32)
 
 
-def repeat_actions(obs: jax.Array, n: int) -> jax.Array:
-  """(B, D) -> (B, n, D)."""
+def repeat_obs(obs: jax.Array, n: int) -> jax.Array:
+  """(B, D) -> (B, n, D): each observation repeated for n sampled actions."""
   return jnp.broadcast_to(obs[:, None, :], (obs.shape[0], n, obs.shape[-1]))
 
 
@@ -250,9 +250,9 @@ def critic_loss(critic_params, state: CQLState, batch: Transitions, key: jax.Arr
 
   # TD target from the target critics at policy actions in s' (no entropy unless backup_entropy).
   if hp.max_target_backup:
-    dist = policy.apply(state.actor_params, repeat_actions(batch.next_observations, n))
+    dist = policy.apply(state.actor_params, repeat_obs(batch.next_observations, n))
     next_a, next_log_pi = dist.sample_and_log_prob(seed=k_next)  # (B, n, A), (B, n)
-    next_q = critic.apply(state.target_critic_params, repeat_actions(batch.next_observations, n),
+    next_q = critic.apply(state.target_critic_params, repeat_obs(batch.next_observations, n),
                           next_a).min(0)
     idx = jnp.argmax(next_q, axis=-1)
     next_q = jnp.take_along_axis(next_q, idx[:, None], -1)[:, 0]
@@ -268,12 +268,12 @@ def critic_loss(critic_params, state: CQLState, batch: Transitions, key: jax.Arr
   td_loss = jnp.mean(jnp.square(q_pred - target), axis=-1)  # (2,)
 
   # Conservative term (Eq. 4): Q at uniform and policy actions (at s and at s'), all at s.
-  obs_n = repeat_actions(batch.observations, n)
+  obs_n = repeat_obs(batch.observations, n)
   b = batch.observations.shape[0]
   rand_a = jax.random.uniform(k_rand, (b, n, hp.act_dim), minval=-1.0, maxval=1.0)
   cur_a, cur_log_pi = policy.apply(state.actor_params, obs_n).sample_and_log_prob(seed=k_cur)
   nxt_a, nxt_log_pi = policy.apply(
-      state.actor_params, repeat_actions(batch.next_observations, n)).sample_and_log_prob(
+      state.actor_params, repeat_obs(batch.next_observations, n)).sample_and_log_prob(
           seed=k_nextn)
   cur_a, cur_log_pi, nxt_a, nxt_log_pi = jax.lax.stop_gradient(
       (cur_a, cur_log_pi, nxt_a, nxt_log_pi))
