@@ -135,6 +135,7 @@ def make_chunk_fn(state, data, gen: GenerationConfig, reweight: dict | None = No
   if mesh is not None and gen.windows_per_chunk % mesh.devices.size:
     raise ValueError(f"config.windows_per_chunk={gen.windows_per_chunk} must be divisible by the "
                      f"number of devices ({mesh.devices.size})")
+
   def chunk_fn(key):
     out = jax.device_get(_generate_jit(state, data, key, log_probs, gen, gen.windows_per_chunk,
                                        mesh))

@@ -77,10 +77,13 @@ def decode(data: RowData, x: jax.Array, threshold: float = 0.5) -> dict:
 def generate_rows(state: dtrain.DiffusionState, data: RowData, key: jax.Array,
                   scfg: samplers.SamplerConfig, num: int, threshold: float = 0.5, mesh=None) -> dict:
   """`num` unconditional samples, decoded (jittable; all but state/data/key static)."""
-  x = samplers.heun_sample(dtrain.denoiser(state, ema=True), key, (num, data.spec.row_dim), scfg)
+  x0 = jnp.zeros((num, data.spec.row_dim), jnp.float32)
   if mesh is not None and mesh.devices.size > 1:
-    x = jax.lax.with_sharding_constraint(
-        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+    # Shard the chain's starting point over 'data'; the whole chain follows it.
+    x0 = jax.lax.with_sharding_constraint(
+        x0, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
+  # noising_ratio 1 from zeros = a full chain from sigma_max noise (as heun_sample).
+  x = samplers.from_partial_noise(dtrain.denoiser(state, ema=True), key, x0, 1.0, scfg)
   return decode(data, x, threshold)
 
 
