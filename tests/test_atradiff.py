@@ -119,6 +119,16 @@ def test_pruner_gap_definition_matches_prefix_suffix_means():
   np.testing.assert_allclose(gaps[3], 1.0 - np.mean([0.2, 0.4, 0.9]), rtol=1e-6)
 
 
+def test_inpainting_imposes_the_first_state_on_samples():
+  from jaxaug.augment.atradiff.diffuser import _inpaint_first_state
+  from jaxaug.diffusion import samplers
+  first = jnp.asarray([[1.0, -2.0], [0.5, 3.0]])
+  den = _inpaint_first_state(lambda x, sigma, cond=None, use_cond=None: 0.5 * x, first)
+  x = jax.jit(lambda k: samplers.heun_sample(den, k, (2, 6), samplers.SamplerConfig(num_steps=4)))(
+      jax.random.key(0))
+  np.testing.assert_allclose(np.asarray(x)[:, :2], np.asarray(first), atol=1e-5)
+
+
 # ------------------------------------------------------------------------- length estimator
 
 def test_round_up_to_preset_lengths():

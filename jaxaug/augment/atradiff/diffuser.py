@@ -50,6 +50,9 @@ class DiffuserSpec:
   num_tasks: int = 0
   sampler: samplers.SamplerConfig = samplers.SamplerConfig()
   prune_min_gap: float = 0.1
+  # Replace the first state of the denoised estimate by the start state at every sampler step
+  # (inpainting), so that the rest of the window is generated consistently with it.
+  inpaint_first_state: bool = False
 
   @property
   def row_dim(self) -> int:
@@ -80,7 +83,8 @@ def spec_from_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: i
                                    s_churn=float(config.s_churn))
   return DiffuserSpec(obs_dim=obs_dim, act_dim=act_dim, lengths=lengths,
                       num_tasks=int(config.num_tasks), sampler=sampler,
-                      prune_min_gap=float(config.prune_min_gap))
+                      prune_min_gap=float(config.prune_min_gap),
+                      inpaint_first_state=bool(config.get("inpaint_first_state", False)))
 
 
 def diffusion_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -152,6 +156,18 @@ def train_diffuser(key: jax.Array, ds: OfflineDataset, config: ml_collections.Co
 
 # ---------------------------------------------------------------------------------- synthesis
 
+def _inpaint_first_state(den, first: jax.Array):
+  """D'(x, sigma) = D(x, sigma) with the first state entries set to the (normalised) start
+  state: the sampler's ODE then pulls row 0 onto it and the network sees a consistent row 0."""
+  n = first.shape[-1]
+
+  def wrapped(x, sigma, cond=None, use_cond=None):
+    out = den(x, sigma, cond, use_cond)
+    return out.at[:, :n].set(first.astype(out.dtype))
+
+  return wrapped
+
+
 def generate_windows(diffuser: Diffuser, key: jax.Array, cond: jax.Array,
                      generator_params: tuple | None = None) -> list[jax.Array]:
   """Every generator on the whole batch: list of normalised windows (B, k, D), one per length."""
@@ -162,6 +178,8 @@ def generate_windows(diffuser: Diffuser, key: jax.Array, cond: jax.Array,
   for j, (k_len, gen) in enumerate(zip(spec.lengths, diffuser.generators)):
     params = None if generator_params is None else generator_params[j]
     den = dtrain.denoiser(gen, ema=True, params=params)
+    if spec.inpaint_first_state:
+      den = _inpaint_first_state(den, cond[:, :spec.obs_dim])
     x = samplers.heun_sample(den, keys[j], (b, k_len * spec.row_dim), spec.sampler, cond=cond)
     out.append(x.reshape(b, k_len, spec.row_dim))
   return out

@@ -75,6 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.ema_every = 10
   c.steps_per_dispatch = 200
   c.num_sample_steps = 32  # EDM Heun steps (SynthER: 128)
+  c.inpaint_first_state = False  # True: start state imposed on the denoised estimate each step
   c.s_churn = 80.0
   # Length estimator.
   c.estimator_hidden_dims = (256, 256)
