@@ -26,11 +26,9 @@ target; the critic learning rate is its own field (the official code ignores --l
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Sequence
 
-import distrax
 import flax.linen as nn
 import flax.struct
 import jax
