@@ -25,11 +25,13 @@ _SAC_PRESET = flags.DEFINE_string("sac_preset", "", "configs/sac.py preset ('' =
 _SAC_STEPS = flags.DEFINE_integer("sac_steps", 1_000_000, "SAC env steps for the expert.")
 _MEDIUM_FRACTION = flags.DEFINE_float(
     "medium_fraction", 1.0 / 3.0, "Medium = the first SAC evaluation whose return reaches this "
-    "fraction of the expert's (the final policy's) evaluation return (D4RL: ~1/3).")
+    "fraction of the expert's evaluation return (D4RL: ~1/3).")
 _MEDIUM = flags.DEFINE_float("medium_score", None, "Instead: the first evaluation reaching "
                              "this normalised score.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 5000, "SAC evaluation period (env steps).")
 _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 25_000, "SAC checkpoint period.")
+_EXPERT = flags.DEFINE_enum("expert", "best", ["best", "last"], "Expert = the SAC snapshot "
+                            "with the best evaluation return, or the last one.")
 _MINARI = flags.DEFINE_bool("minari", False, "Also write Minari dataset directories.")
 _SAC_SET = flags.DEFINE_multi_string("sac_set", [], "SAC config override FIELD=JSON_VALUE, "
                                      "e.g. --sac_set=eval_episodes=5.")
@@ -51,7 +53,8 @@ def main(argv):
   opts = builder.BuildOptions(
       env_id=_ENV.value, out=_OUT.value, kinds=tuple(_KINDS.value), size=_SIZE.value,
       seed=_SEED.value, sac_preset=_SAC_PRESET.value, sac_steps=_SAC_STEPS.value,
-      medium_fraction=_MEDIUM_FRACTION.value, medium_score=_MEDIUM.value, eval_every=_EVAL_EVERY.value,
+      medium_fraction=_MEDIUM_FRACTION.value, medium_score=_MEDIUM.value, expert=_EXPERT.value,
+      eval_every=_EVAL_EVERY.value,
       checkpoint_every=_CKPT_EVERY.value, sac_overrides=tuple(overrides), minari=_MINARI.value,
       command=builder.command_line())
   try:

@@ -8,7 +8,8 @@ Kinds, with D4RL's meanings (Fu et al. 2020, Sec. 5):
                   score (--medium_score);
   medium-replay   every transition in SAC's replay buffer while it trained up to that medium
                   policy (in order, with the true qpos/qvel);
-  expert          the fully trained SAC policy (the last snapshot of the run);
+  expert          the trained SAC policy: the snapshot with the best evaluation return
+                  (--expert=best, default) or the last one (--expert=last);
   medium-expert   medium and expert concatenated.
 One SAC run serves all: it keeps a policy snapshot at every evaluation, so medium is chosen
 after the fact relative to the expert it produced, and medium-replay is a prefix of its replay.
@@ -64,6 +65,7 @@ class BuildOptions:
   sac_steps: int = 1_000_000  # env steps of the SAC run that produces the expert
   medium_fraction: float = 1.0 / 3.0  # medium = first eval reaching this x expert's return
   medium_score: float | None = None  # or: first eval reaching this normalised score
+  expert: str = "best"  # 'best' (highest-return snapshot) or 'last' snapshot of the SAC run
   eval_every: int = 5000  # SAC evaluation period (the medium stop is checked there)
   checkpoint_every: int = 25_000
   sac_overrides: tuple[tuple[str, object], ...] = ()  # extra (field, value) config overrides
@@ -286,13 +288,23 @@ def snapshot_evals(opts: BuildOptions) -> dict[int, dict]:
 
 
 def select_policies(opts: BuildOptions) -> dict[str, int]:
-  """expert = the last snapshot; medium = the first snapshot reaching `medium_fraction` of the
-  expert's evaluation return (D4RL: ~1/3 of expert), or --medium_score when given."""
+  """expert = the best (highest eval return; or, with --expert=last, the last) snapshot;
+  medium = the first snapshot reaching `medium_fraction` of the expert's evaluation return
+  (D4RL: ~1/3 of expert), or --medium_score when given.
+
+  'best' by default: SAC's evaluation return on Hopper swings by 2-3x between neighbouring
+  evaluations before convergence, and a run cut short by the compute budget may end on a dip.
+  """
   evals = snapshot_evals(opts)
   if not evals:
     raise RuntimeError(f"{_snapshot_dir(opts)}: no policy snapshots; the SAC run evaluated "
                        "nothing (is --eval_every > --sac_steps?)")
-  expert = max(evals)
+  if opts.expert == "last":
+    expert = max(evals)
+  elif opts.expert == "best":
+    expert = max(evals, key=lambda s: (evals[s]["eval/return"], s))
+  else:
+    raise ValueError(f"--expert must be 'best' or 'last', got {opts.expert!r}")
   if opts.medium_score is not None:
     ok = [s for s, e in evals.items() if e["eval/normalized_score"] >= opts.medium_score]
     rule = f"first eval with normalized score >= {opts.medium_score}"
@@ -302,7 +314,8 @@ def select_policies(opts: BuildOptions) -> dict[str, int]:
     rule = f"first eval with return >= {opts.medium_fraction:.3f} x expert's"
   if not ok:
     raise RuntimeError(f"no SAC snapshot satisfies the medium rule ({rule}); train longer")
-  return {"expert": expert, "medium": min(ok), "rule": rule}
+  return {"expert": expert, "medium": min(ok), "rule": rule,
+          "expert_rule": f"{opts.expert} snapshot"}
 
 
 def _policy(opts: BuildOptions, name: str):
@@ -321,7 +334,7 @@ def _policy(opts: BuildOptions, name: str):
   snapshots.close()
   save_policy(opts, name, state, step, {"sac_steps": step, "eval": meta["eval"],
                                         "selection": chosen["rule"] if name == "medium"
-                                        else "last snapshot"})
+                                        else chosen["expert_rule"]})
   return load_policy(opts, name)
 
 
