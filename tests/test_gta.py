@@ -189,6 +189,9 @@ def test_s4rl_noise():
   assert abs(diff.std() - 3e-4) < 3e-5 and abs(diff.mean()) < 3e-5
   np.testing.assert_array_equal(out.actions, np.concatenate([ds.actions] * 2))
   np.testing.assert_array_equal(out.terminals, np.concatenate([ds.terminals] * 2))
+  # Episodes stay consistent: s'_t is s_{t+1} inside episodes, also after the noise.
+  inside = np.nonzero((out.terminals[:-1] + out.timeouts[:-1]) == 0)[0]
+  np.testing.assert_array_equal(out.next_observations[inside], out.observations[inside + 1])
   b = ds.transitions()
   nb = s4rl.augment_batch(b, jax.random.PRNGKey(0))
   assert 0 < float(jnp.abs(nb.observations - b.observations).max()) < 3e-3
@@ -229,3 +232,33 @@ def test_generation_is_identical_on_four_devices(tmp_path):
   c, data, st = _micro_setup()
   one = gta.augment(st, data, c, jax.random.PRNGKey(3), 48, None, log=None)
   np.testing.assert_allclose(np.load(f), one.observations, atol=1e-5)
+
+
+def test_pipeline_train_restore_generate_save(tmp_path):
+  """train_diffusion / augment logic: the loop trains and checkpoints, generation restores the
+  checkpoint and writes a loadable npz with metadata."""
+  from configs import synther as scfg
+  from jaxaug.augment import pipeline
+  from jaxaug.data.loaders import load_dataset
+  c = scfg.get_config("tiny")
+  c.num_steps = 4
+  c.updates_per_dispatch = 2
+  c.log_every = 2
+  c.checkpoint_every = 2
+  c.sampler.num_steps = 4
+  c.samples_per_chunk = 16
+  c.num_transitions = 40
+  ds = make_dataset()
+  wd = str(tmp_path / "run")
+  state, last = pipeline.train_generator(c, wd, dataset=ds)
+  assert int(state.step) == 4 and np.isfinite(last["train/loss"])
+  assert c.diffusion.num_steps == 4  # the schedule length follows num_steps
+  out = str(tmp_path / "gen.npz")
+  gen = pipeline.generate(c, wd, out, dataset=ds, log=None)
+  assert len(gen) == 40
+  back = load_dataset(f"npz:{out}")
+  np.testing.assert_allclose(back.observations, gen.observations)
+  assert back.metadata["method"] == "synther" and back.metadata["checkpoint_step"] == 4
+  c.checkpoint_step = 3
+  with pytest.raises(ValueError, match="checkpoint_step"):
+    pipeline.generate(c, wd, None, dataset=ds, log=None)

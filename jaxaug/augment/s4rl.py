@@ -5,7 +5,9 @@ std = 3e-4 (the value GTA App. C.1 uses). Two forms:
     step, as in S4RL);
   * `augment`: a host-side augmented copy of a dataset (`num_copies` noisy copies), for the
     data-quality comparison and for training on a fixed augmented dataset.
-Observations and next observations get independent noise; actions, rewards, terminals are kept.
+`augment_batch` noises observations and next observations independently; `augment` gives a
+next observation the same noise as the identical observation of the following row inside an
+episode (the copy stays a set of consistent episodes). Actions, rewards, terminals are kept.
 """
 
 from __future__ import annotations
@@ -31,13 +33,22 @@ def augment(dataset: OfflineDataset, seed: int = 0, std: float = DEFAULT_STD,
   if std < 0 or num_copies < 1:
     raise ValueError(f"s4rl.augment: need std >= 0 and num_copies >= 1, got {std}, {num_copies}")
   rng = np.random.default_rng(seed)
+  n = len(dataset)
+  # Where next_observations[t] is observations[t+1] (inside an episode), it gets the same noise,
+  # so the augmented copy is still a set of consistent episodes.
+  cont = np.zeros(n, bool)
+  if n > 1:
+    cont[:-1] = ~((dataset.terminals[:-1] > 0) | (dataset.timeouts[:-1] > 0)) & np.all(
+        dataset.next_observations[:-1] == dataset.observations[1:], axis=1)
   parts = []
   for _ in range(num_copies):
+    eps = std * rng.standard_normal(dataset.observations.shape)
+    eps_next = std * rng.standard_normal(dataset.next_observations.shape)
+    eps_next[:-1][cont[:-1]] = eps[1:][cont[:-1]]
     parts.append(OfflineDataset(
-        observations=dataset.observations + std * rng.standard_normal(dataset.observations.shape),
+        observations=dataset.observations + eps,
         actions=dataset.actions, rewards=dataset.rewards,
-        next_observations=dataset.next_observations
-        + std * rng.standard_normal(dataset.next_observations.shape),
+        next_observations=dataset.next_observations + eps_next,
         terminals=dataset.terminals, timeouts=dataset.timeouts, infos=dict(dataset.infos),
         metadata={}, source=dataset.source))
   out = parts[0] if num_copies == 1 else OfflineDataset.concatenate(parts, source=dataset.source)

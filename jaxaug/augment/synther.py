@@ -117,7 +117,8 @@ def augment(state: dtrain.DiffusionState, data: RowData, config, key: jax.Array,
   arrays = chunks.generate_in_chunks(
       lambda k: jax.device_get(_generate_jit(state, data, k, scfg, n, threshold, mesh)), key,
                                      num_transitions, chunk_dir, made, log, max_chunks)
-  meta = dict(made, generated_transitions=int(len(arrays["rewards"])),
+  # Rows are independent samples: no episode continuity for the loader to check.
+  meta = dict(made, episodic=False, generated_transitions=int(len(arrays["rewards"])),
               generated_terminals=int(arrays["terminals"].sum()),
               wall_seconds=round(time.time() - t0, 3))
   return chunks.to_dataset(arrays, meta, source="synther")
