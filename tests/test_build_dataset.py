@@ -56,7 +56,12 @@ def test_files_load_validate_and_carry_metadata(built):
   assert len(both) == 2 * SIZE
   np.testing.assert_array_equal(both.observations[:SIZE], medium.observations)
   np.testing.assert_array_equal(both.actions[SIZE:], expert.actions)
-  assert medium.metadata["policy_sac_steps"] <= expert.metadata["policy_sac_steps"] == 400
+  chosen = builder.select_policies(opts)
+  assert expert.metadata["policy_sac_steps"] == chosen["expert"]
+  evals = builder.snapshot_evals(opts)  # expert = best eval return; medium reaches 1/3 of it
+  assert sorted(evals) == [100, 200, 300, 400]
+  assert evals[chosen["expert"]]["eval/return"] == max(e["eval/return"] for e in evals.values())
+  assert medium.metadata["policy_sac_steps"] == chosen["medium"] <= chosen["expert"]
   # Policies are saved and reload.
   for name in ("medium", "expert"):
     state, meta = builder.load_policy(opts, name)
