@@ -90,8 +90,14 @@ def make_eval_fn(agent, config, env_id, obs_stats):
   def eval_fn(state, step):
     scores, returns = [], []
     for i in range(num_seeds):
-      key = jax.random.fold_in(jax.random.key(config.seed + i), step)
-      res = envs.evaluate(lambda o: act(state, i, jnp.asarray(o), key), env_id,
+      base = jax.random.fold_in(jax.random.key(config.seed + i), step)
+      t = [0]  # env step counter: a fresh key per environment step (stochastic policies)
+
+      def policy(o, i=i, base=base, t=t):
+        t[0] += 1
+        return act(state, i, jnp.asarray(o), jax.random.fold_in(base, t[0]))
+
+      res = envs.evaluate(policy, env_id,
                           config.eval_episodes, seed=10_000 * (config.seed + i) + step,
                           obs_stats=obs_stats)
       scores.append(res["normalized_score_mean"])
