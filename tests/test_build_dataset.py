@@ -128,3 +128,15 @@ def test_resume_after_sigkill_gives_the_same_files(built, tmp_path):
       np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f"{kind}/{f}")
     for k in ("qpos", "qvel"):
       np.testing.assert_array_equal(a.infos[k], b.infos[k])
+
+
+def test_embedded_datasets_are_builder_output():
+  spec = envs.env_spec("hopper")
+  for kind in ("medium-replay", "medium-expert"):
+    ds = load_dataset(f"embedded:hopper-{kind}", spec)
+    validate_dataset(ds, spec)
+    assert ds.metadata["generator"] == "jaxaug.data.builder" and ds.metadata["kind"] == kind
+    assert "placeholder" not in ds.metadata and 30_000 <= len(ds) <= 100_000
+    np.testing.assert_allclose(ds.observations[:, :5], ds.infos["qpos"][:, 1:], atol=1e-6)
+  replay = load_dataset("embedded:hopper-medium-replay", spec)
+  assert len(replay) == replay.metadata["sac_steps"]  # every transition up to medium
