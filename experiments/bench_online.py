@@ -63,7 +63,7 @@ def main(_):
       a = np.asarray(action)
       nxt, r, term, trunc, _ = env.step(a)
       acting = env.reset()[0] if (term or trunc) else nxt
-      packed = online._pack(obs, a, r, nxt, term, trunc and not term, acting)  # pylint: disable=protected-access
+      packed = online.pack_step(obs, a, r, nxt, term, trunc and not term, acting)
       state, buf, key, action, _ = step_fn(state, buf, key, packed, not do_update, None,
                                            do_update=do_update)
       obs = acting

@@ -133,7 +133,7 @@ def make_step_fn(agent, spec, batch_size: int, utd_ratio: int, sample_fn: Sample
   return step, jax.jit(first_action)
 
 
-def _pack(obs, action, reward, next_obs, terminal, timeout, acting_obs) -> np.ndarray:
+def pack_step(obs, action, reward, next_obs, terminal, timeout, acting_obs) -> np.ndarray:
   """One float32 vector per env step: a single host-to-device transfer."""
   return np.concatenate([np.asarray(obs, np.float32), np.asarray(action, np.float32),
                          np.float32([reward]), np.asarray(next_obs, np.float32),
@@ -310,7 +310,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
       episode_index += 1
       episode = _Episode(max_len, spec.act_dim)
       acting_obs = _reset(env, config.seed, episode_index)
-    packed = _pack(obs, action_np, reward, next_obs, terminated, timeout, acting_obs)
+    packed = pack_step(obs, action_np, reward, next_obs, terminated, timeout, acting_obs)
     do_update = step >= config.start_steps
     random_next = step + 1 < config.start_steps
     agent_state, buf, key, action, metrics = step_fn(
