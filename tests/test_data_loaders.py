@@ -259,14 +259,23 @@ def test_writer_is_atomic(tmp_path, monkeypatch):
   assert os.listdir(tmp_path) == ["ds.npz"]
 
 
-def test_embedded_placeholder():
-  assert "hopper-medium-replay" in available_embedded()
-  ds = load_dataset("embedded:hopper-medium-replay", EnvSpec(11, 3, 1.0, "Hopper-v5"))
-  assert 15_000 <= len(ds) <= 25_000
-  assert ds.metadata["placeholder"] is True and ds.metadata["env_id"] == "Hopper-v5"
-  assert ds.infos["qpos"].shape == (len(ds), 6) and ds.infos["qvel"].shape == (len(ds), 6)
-  assert ds.source == "embedded:hopper-medium-replay"
-  np.testing.assert_allclose(ds.observations[:, :5], ds.infos["qpos"][:, 1:], atol=1e-6)
+def test_embedded_datasets():
+  names = available_embedded()
+  assert {"hopper-medium-replay", "hopper-medium-expert"} <= set(names)
+  for name, kind in (("hopper-medium-replay", "medium-replay"),
+                     ("hopper-medium-expert", "medium-expert")):
+    ds = load_dataset(f"embedded:{name}", EnvSpec(11, 3, 1.0, "Hopper-v5"))
+    assert 30_000 <= len(ds) <= 100_000
+    assert ds.metadata["env_id"] == "Hopper-v5" and ds.metadata["kind"] == kind
+    assert "placeholder" not in ds.metadata
+    assert ds.metadata["transitions"] == len(ds)
+    assert ds.infos["qpos"].shape == (len(ds), 6) and ds.infos["qvel"].shape == (len(ds), 6)
+    assert ds.source == f"embedded:{name}"
+    # observations are the true state without root x (velocities clipped at +-10 in Hopper)
+    np.testing.assert_allclose(ds.observations[:, :5], ds.infos["qpos"][:, 1:], atol=1e-6)
+    np.testing.assert_allclose(ds.observations[:, 5:], np.clip(ds.infos["qvel"], -10, 10),
+                               atol=1e-5)
+    np.testing.assert_allclose(ds.episode_returns().mean(), ds.metadata["return_mean"], rtol=1e-4)
   with pytest.raises(ValueError, match="available: .*hopper-medium-replay"):
     load_dataset("embedded:walker-nope")
 
