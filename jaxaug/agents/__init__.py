@@ -20,6 +20,7 @@ AGENTS: dict[str, str] = {
     # online
     "redq": "jaxaug.agents.redq",
     "rlpd": "jaxaug.agents.rlpd",
+    "sac": "jaxaug.agents.sac",
 }
 
 

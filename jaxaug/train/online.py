@@ -188,7 +188,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   """
   validate_online_config(config)
   if agent is None and config.get("agent_name"):  # REDQ, RLPD configs name their agent
-    agent = sac if config.agent_name == "sac" else get_agent(config.agent_name)
+    agent = get_agent(config.agent_name)
   agent = agent or sac
   env_id = envs.resolve_env_id(config.env_id)
   spec = envs.env_spec(env_id)
