@@ -31,7 +31,7 @@ def time_fn(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
   return times[len(times) // 2]
 
 
-def peak_matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+def peak_matmul_flops(n: int = 4096, repeats: int = 5) -> float:
   """Measured fp32 FLOP/s of a jitted n x n matmul on the default device."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
