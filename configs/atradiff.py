@@ -11,7 +11,7 @@ Presets:
                              embedded:ENV-medium-replay, no online adaptation
   rlpd-ENV                   offline-to-online (Sec. 5.2): RLPD's symmetric sampling of the same
                              dataset, online adaptation with the TD-error indicator
-  cpu-hopper                 SAC + ATraDiff at CPU scale (the comparison in notes/atradiff.md)
+  cpu-hopper                 SAC + ATraDiff at CPU scale (the comparison in BUILD_NOTES.md)
 ENV is hopper, halfcheetah or walker2d. `--config.atradiff.enabled=False` gives the baseline
 with otherwise identical settings.
 """

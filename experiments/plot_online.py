@@ -1,7 +1,7 @@
 r"""Learning curves and a table from online runs (train_online workdirs).
 
   python experiments/plot_online.py --runs=SAC=/tmp/b/sac_s*,SAC+ATraDiff=/tmp/b/atradiff_s* \
-      --out=notes/atradiff_hopper.png --steps=5000,10000,15000
+      --out=docs/figures/atradiff_hopper.png --steps=5000,10000,15000
 
 Each label's glob is a set of seeds. Plots mean eval return (and min-max over seeds) against env
 steps; prints a markdown table of the mean (± std) normalised score at the given steps and the

@@ -1,7 +1,7 @@
 """Dataset validation: every loader calls `validate_dataset` before handing data out.
 
 Errors are ValueErrors that start with the dataset's source (file or name) and name the field,
-what was found and what was expected. The rules (see notes/data.md):
+what was found and what was expected. The rules (see BUILD_NOTES.md, "Data layer"):
 
   * non-empty; observations/next_observations (N, obs_dim), actions (N, act_dim), rewards,
     terminals, timeouts (N,); every infos array has N rows;
