@@ -18,12 +18,11 @@ with otherwise identical settings.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import ml_collections
 
 from jaxaug.augment.atradiff.online import get_config as atradiff_config
+from jaxaug.configs_io import load_config_file
 
 ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
@@ -31,11 +30,7 @@ PRESETS = ("tiny", "tiny-rlpd", "cpu-hopper") + tuple(f"{a}-{e}" for a in AGENTS
 
 
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"_jaxaug_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_config_file(f"{name}:{arg}")
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:

@@ -7,30 +7,20 @@ Presets: `tiny` (CPU, seconds; tests), `hopper`, `halfcheetah`, `walker2d`.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import ml_collections
 
 from jaxaug.agents import redq
+from jaxaug.configs_io import load_config_file
 
 PRESETS = ("tiny", "hopper", "halfcheetah", "walker2d")
-
-
-def _sac_config(arg: str) -> ml_collections.ConfigDict:
-  """configs/sac.py's preset `arg` (loaded by path: configs/ is not a package)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sac.py")
-  spec = importlib.util.spec_from_file_location("_jaxaug_configs_sac", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def get_config(arg: str = "hopper") -> ml_collections.ConfigDict:
   arg = arg or "hopper"
   if arg not in PRESETS:
     raise ValueError(f"configs/redq.py: unknown preset {arg!r}; expected one of {PRESETS}")
-  c = _sac_config(arg)
+  c = load_config_file(f"sac:{arg}")
   c.agent_name = "redq"
   hidden = c.agent.hidden_dims
   c.agent = redq.get_config()

@@ -6,7 +6,6 @@ Behaviour cloning alone would give the data's mean action (0); an agent that use
 must move towards a*(s), and its critic must rank a*(s) above random actions.
 """
 
-import importlib.util
 import os
 
 import jax
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from jaxaug import agents
+from jaxaug.configs_io import load_config_module
 from jaxaug.agents import iql, td3bc
 from jaxaug.data.dataset import Transitions, sample_transitions
 from jaxaug.types import EnvSpec
@@ -224,11 +224,7 @@ def test_registry_and_config_errors():
 
 
 def _load_config_module(name):
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(ROOT, "configs",
-                                                                            f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_config_module(name)
 
 
 @pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])

@@ -1,7 +1,6 @@
 """ATraDiff: data preparation, pruner, length rounding, modified buffer, importance buffers,
 batched generation rounds and a tiny end-to-end online run."""
 
-import importlib.util
 import json
 import os
 
@@ -9,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from jaxaug.configs_io import load_config_file
 
 from jaxaug.augment.atradiff import buffer as abuffer
 from jaxaug.augment.atradiff import data as adata
@@ -25,11 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(preset="tiny"):
-  path = os.path.join(ROOT, "configs", "atradiff.py")
-  spec = importlib.util.spec_from_file_location("_test_atradiff_cfg", path)
-  m = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(m)
-  return m.get_config(preset)
+  return load_config_file(f"atradiff:{preset}")
 
 
 def _toy_dataset(lengths=(3, 5), obs_dim=2, act_dim=1, terminal_last=True):

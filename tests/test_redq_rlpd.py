@@ -1,12 +1,13 @@
 """REDQ and RLPD: defaults, critic learning on a fixed batch, symmetric sampling."""
 
-import importlib.util
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from jaxaug.configs_io import load_config_file
 
 from jaxaug.agents import get_agent, redq, rlpd, sac
 from jaxaug.augment.atradiff.online import make_modified_sample_fn
@@ -20,11 +21,7 @@ SPEC = EnvSpec(obs_dim=5, act_dim=2, max_action=1.0)
 
 
 def _load_config(name, preset):
-  spec = importlib.util.spec_from_file_location(f"_t_{name}", os.path.join(ROOT, "configs",
-                                                                           f"{name}.py"))
-  m = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(m)
-  return m.get_config(preset)
+  return load_config_file(f"{name}:{preset}")
 
 
 def _transitions(n, key, reward_marker=None):

@@ -84,15 +84,8 @@ class BuildOptions:
 
 def load_sac_configs():
   """configs/sac.py of this checkout (presets live with the other experiment configs)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(jaxaug.__file__))),
-                      "configs", "sac.py")
-  if not os.path.exists(path):
-    raise ValueError(f"{path}: configs/sac.py not found; run from a jaxaug checkout")
-  spec = importlib.util.spec_from_file_location("jaxaug_configs_sac", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  from jaxaug.configs_io import load_config_module  # pylint: disable=g-import-not-at-top
+  return load_config_module("sac")
 
 
 def sac_config(opts: BuildOptions) -> ml_collections.ConfigDict:
