@@ -93,8 +93,7 @@ class OfflineDataset:
   @property
   def episode_ends(self) -> np.ndarray:
     """Indices i where an episode ends (terminal, timeout, or the last transition)."""
-    done = (self.terminals > 0) | (self.timeouts > 0)
-    done = done.copy()
+    done = (self.terminals > 0) | (self.timeouts > 0)  # a fresh array
     if len(done):
       done[-1] = True
     return np.nonzero(done)[0]
