@@ -26,7 +26,7 @@ def _opts(out):
   return builder.BuildOptions(
       env_id="hopper", out=str(out), size=SIZE, seed=3, sac_preset="tiny", sac_steps=400,
       eval_every=100, checkpoint_every=100,
-      sac_overrides=(("start_steps", 100), ("eval_episodes", 2)), command="test")
+      sac_overrides=(("start_steps", 100), ("eval_episodes", 2)), command="test", minari=True)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,29 @@ def test_files_load_validate_and_carry_metadata(built):
   for name in ("medium", "expert"):
     state, meta = builder.load_policy(opts, name)
     assert meta["step"] == meta["sac_steps"] and "eval" in meta
+
+
+def test_minari_export_matches_the_hdf5_files(built):
+  """--minari writes, beside each hdf5 file, a Minari directory holding the same transitions."""
+  opts, _ = built
+  for kind in builder.KINDS:
+    path = builder.dataset_path(opts, kind)
+    mdir = path[:-len(".hdf5")] + ".minari"
+    assert os.path.isfile(os.path.join(mdir, "data", "main_data.hdf5")), mdir
+    assert os.path.isfile(os.path.join(mdir, "data", "metadata.json")), mdir
+    d4rl = load_dataset(f"d4rl:{path}")
+    mina = load_dataset(f"minari:{mdir}")
+    validate_dataset(mina, envs.env_spec("hopper"))
+    assert len(mina) == len(d4rl), kind
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals"):
+      np.testing.assert_allclose(getattr(mina, field), getattr(d4rl, field), rtol=1e-6,
+                                 err_msg=f"{kind}: {field}")
+    # Minari marks every stored episode as ended: timeouts agree except at the dataset's last,
+    # cut row, which Minari stores as truncated.
+    np.testing.assert_array_equal(mina.timeouts[:-1], d4rl.timeouts[:-1])
+    np.testing.assert_array_equal(mina.episode_starts, d4rl.episode_starts)
+    np.testing.assert_allclose(mina.infos["qpos"], d4rl.infos["qpos"], rtol=1e-6)
+    np.testing.assert_allclose(mina.infos["qvel"], d4rl.infos["qvel"], rtol=1e-6)
 
 
 def test_medium_replay_is_exactly_the_training_transitions(built):
