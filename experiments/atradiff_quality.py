@@ -25,6 +25,7 @@ from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
 from jaxaug.metrics.quality import quality_metrics
 from jaxaug.train.checkpoint import Checkpointer
+from jaxaug.runtime import configure_xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/atradiff.py:tiny", "ATraDiff config")
 _DIR = flags.DEFINE_string("diffuser_dir", "", "trained diffuser (an atradiff_diffuser dir)")
@@ -86,4 +87,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

@@ -18,6 +18,7 @@ from absl import app, flags
 from jaxaug import agents
 from jaxaug.data.dataset import Transitions, sample_transitions
 from jaxaug.types import EnvSpec
+from jaxaug.runtime import configure_xla_cpu
 
 _AGENTS = flags.DEFINE_list("agents", ["td3bc", "iql"], "Agents to time.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")
@@ -71,4 +72,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

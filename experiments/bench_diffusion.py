@@ -21,12 +21,12 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from absl import app, flags
 
 from jaxaug.diffusion import guidance, samplers
 from jaxaug.diffusion import train as dtrain
 from jaxaug.nets import denoisers
+from jaxaug.runtime import configure_xla_cpu
 
 _SIZES = flags.DEFINE_list("sizes", ["tiny", "paper"], "tiny and/or paper")
 _OUT = flags.DEFINE_string("out", "bench_diffusion.json", "JSON output file.")
@@ -176,4 +176,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

@@ -19,6 +19,7 @@ from jaxaug.agents import sac
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
 from jaxaug.train import online
+from jaxaug.runtime import configure_xla_cpu
 
 _ENV = flags.DEFINE_string("env", "hopper", "environment")
 _CAPACITY = flags.DEFINE_integer("capacity", 1_000_000, "replay capacity")
@@ -78,4 +79,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

@@ -27,6 +27,7 @@ from jaxaug.data.dataset import Transitions, sample_transitions
 from jaxaug.train import mesh as mesh_lib
 from jaxaug.train.loop import LoopConfig, run_training
 from jaxaug.types import EnvSpec
+from jaxaug.runtime import configure_xla_cpu
 
 MAX_ACTION = 12.0
 SPEC = EnvSpec(obs_dim=1, act_dim=2, max_action=MAX_ACTION, env_id="toy-bandit")
@@ -181,4 +182,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("num_steps", 2000, "training steps (first 500: BC + critic only)")
   flags.DEFINE_integer("seed", 0, "seed")
   flags.DEFINE_float("trust_region_weight", 1.0, "alpha")
+  configure_xla_cpu()
   app.run(main)

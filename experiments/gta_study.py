@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from jaxaug.augment import study
 from jaxaug.train.logging import quiet_third_party_logs
+from jaxaug.runtime import configure_xla_cpu
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _DATASET = flags.DEFINE_string("dataset", "embedded:hopper-medium-replay", "Dataset spec.")
@@ -43,4 +44,5 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
+  configure_xla_cpu()
   app.run(main)

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from jaxaug.train.logging import read_metrics
+from jaxaug.runtime import configure_xla_cpu
 
 _RUNS = flags.DEFINE_list("runs", None, "LABEL=GLOB entries (one glob per method)",
                           required=True)
@@ -81,4 +82,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

@@ -16,6 +16,7 @@ from absl import app, flags
 from jaxaug.augment import study
 from jaxaug.configs_io import load_config_file
 from jaxaug.train.logging import quiet_third_party_logs
+from jaxaug.runtime import configure_xla_cpu
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")
 _DATASET = flags.DEFINE_string("dataset", "embedded:hopper-medium-replay", "Dataset spec.")
@@ -53,4 +54,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.offline import train_offline
+from jaxaug.runtime import configure_xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/td3bc.py:tiny",
                                           lock_config=True)
@@ -38,4 +39,5 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
+  configure_xla_cpu()
   app.run(main)

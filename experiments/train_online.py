@@ -10,6 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxaug.train.online import train_online
+from jaxaug.runtime import configure_xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sac.py:hopper",
                                           "SAC config file with preset.", lock_config=True)
@@ -26,4 +27,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  configure_xla_cpu()
   app.run(main)

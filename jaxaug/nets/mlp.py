@@ -7,6 +7,7 @@ twin-Q (2), REDQ (10) and RLPD (10, LayerNorm) are the same code.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import distrax
@@ -28,7 +29,7 @@ def get_activation(name: str) -> Activation:
   return ACTIVATIONS[name]
 
 
-def default_init(scale: float = jnp.sqrt(2.0)):
+def default_init(scale: float = math.sqrt(2.0)):
   return nn.initializers.orthogonal(scale)
 
 
