@@ -43,3 +43,8 @@ def test_agent_learns_on_embedded_data(name, loss_key, tmp_path):
   assert summary["eval/return"] > random_return + 10.0, (summary["eval/return"], random_return)
   assert os.path.exists(tmp_path / "normalization.json")
   assert os.path.exists(tmp_path / "config.json")
+  if name == "td3bc":  # re-running a finished run trains nothing and keeps its final metrics
+    again = train_offline(c, str(tmp_path))
+    assert again["eval/return"] == summary["eval/return"]
+    assert json.load(open(tmp_path / "summary.json"))["eval/return"] == summary["eval/return"]
+    assert len(open(tmp_path / "metrics.jsonl").readlines()) == len(rows)

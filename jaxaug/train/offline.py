@@ -140,6 +140,11 @@ def train_offline(config: ml_collections.ConfigDict, workdir: str | None) -> dic
   summary = {"env_id": env_id, "dataset": config.dataset, "agent": config.agent_name,
              "num_transitions": len(ds), "num_steps": config.num_steps,
              **{k: np.asarray(v).tolist() for k, v in last.items()}}
+  previous = os.path.join(workdir, "summary.json") if workdir is not None else ""
+  if not last and previous and os.path.exists(previous):
+    # Re-run of a finished run: nothing was trained or evaluated; keep its final metrics.
+    with open(previous) as f:
+      summary = {**json.load(f), **summary}
   if workdir is not None and is_main:
     atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
   summary["state"] = state
