@@ -48,6 +48,7 @@ from jaxaug.data.loaders import load_dataset, save_d4rl_hdf5, save_minari
 from jaxaug.data.validate import validate_dataset
 from jaxaug.train import online
 from jaxaug.train.checkpoint import Checkpointer
+from jaxaug.utils import atomic_write_text
 
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 SHORT_NAMES = {"Hopper-v5": "hopper", "HalfCheetah-v5": "halfcheetah",
@@ -404,8 +405,8 @@ def build(opts: BuildOptions) -> dict[str, dict]:
       _write(_rollout_dataset(opts, kind), opts, kind)
     ds = load_dataset(f"d4rl:{path}")
     results[kind] = {**_stats(ds, env_id), "path": path, "seconds": time.time() - t0}
-  with open(os.path.join(opts.out, f"{SHORT_NAMES[env_id]}-build.json"), "w") as f:
-    json.dump(results, f, indent=2)
+  atomic_write_text(os.path.join(opts.out, f"{SHORT_NAMES[env_id]}-build.json"),
+                    json.dumps(results, indent=2))
   return results
 
 
