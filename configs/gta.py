@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxaug.diffusion import train as dtrain
 from jaxaug.nets import denoisers
+from jaxaug.train.config import generator_base_config
 
 PRESETS = ("tiny", "paper")
 
@@ -24,29 +24,13 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   arg = arg or "paper"
   if arg not in PRESETS:
     raise ValueError(f"configs/gta.py: unknown preset {arg!r}; expected one of {PRESETS}")
-  c = ml_collections.ConfigDict()
-  c.method = "gta"
-  c.seed = 0
-  c.dataset = "embedded:hopper-medium-replay"
-  num_steps = ml_collections.FieldReference(1_000_000)
-  c.num_steps = num_steps
-  c.batch_size = 256
-  c.updates_per_dispatch = 100
-  c.log_every = 1000
-  c.eval_every = 0
-  c.checkpoint_every = 200_000
-  c.max_checkpoints = 3
-  c.num_seeds = 1
-
-  # Learner (jaxaug.diffusion.train).
-  c.diffusion = dtrain.get_config()
+  c, num_steps = generator_base_config("gta", num_steps=1_000_000, checkpoint_every=200_000)
   c.diffusion.net = "mixer_unet"
   c.diffusion.net_kwargs = ml_collections.ConfigDict(
       dict(denoisers.PRESETS["mixer_unet_paper"], cond_dim=1))
   c.diffusion.cond_dropout = 0.25
   c.diffusion.lr_schedule = "cosine_restarts"
   c.diffusion.restart_every = 100_000
-  c.diffusion.num_steps = num_steps
 
   # Method (GTA Sec. 4, App. A-B).
   c.gta = ml_collections.ConfigDict()
@@ -64,15 +48,8 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   c.gta.reweight_temperature = 5.0
   c.gta.reweight_clip = 5.0
 
-  # EDM sampler (GTA Table 7 = SynthER's).
-  c.sampler = ml_collections.ConfigDict(dict(
-      num_steps=128, sigma_min=0.002, sigma_max=80.0, rho=7.0, s_churn=80.0, s_tmin=0.05,
-      s_tmax=50.0, s_noise=1.003))
-
-  # Generation.
-  c.num_transitions = 5_000_000
+  # Generation (sampler and num_transitions: generator_base_config).
   c.windows_per_chunk = 1000
-  c.checkpoint_step = -1  # which diffusion checkpoint to sample from; -1 = latest
 
   if arg == "tiny":
     num_steps.set(300)

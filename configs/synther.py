@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxaug.diffusion import train as dtrain
 from jaxaug.nets import denoisers
+from jaxaug.train.config import generator_base_config
 
 PRESETS = ("tiny", "paper", "w1024")
 
@@ -24,36 +24,16 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   arg = arg or "paper"
   if arg not in PRESETS:
     raise ValueError(f"configs/synther.py: unknown preset {arg!r}; expected one of {PRESETS}")
-  c = ml_collections.ConfigDict()
-  c.method = "synther"
-  c.seed = 0
-  c.dataset = "embedded:hopper-medium-replay"
-  num_steps = ml_collections.FieldReference(100_000)
-  c.num_steps = num_steps
-  c.batch_size = 256
-  c.updates_per_dispatch = 100
-  c.log_every = 1000
-  c.eval_every = 0
-  c.checkpoint_every = 10_000
-  c.max_checkpoints = 3
-  c.num_seeds = 1
-
-  c.diffusion = dtrain.get_config()
+  c, num_steps = generator_base_config("synther", num_steps=100_000, checkpoint_every=10_000)
   c.diffusion.net = "resmlp"
   c.diffusion.net_kwargs = ml_collections.ConfigDict(denoisers.PRESETS["resmlp_paper"])
   c.diffusion.lr_schedule = "cosine"
-  c.diffusion.num_steps = num_steps
 
   c.synther = ml_collections.ConfigDict()
   c.synther.terminal_threshold = 0.5
   c.synther.normalizer_eps = 1e-5
 
-  c.sampler = ml_collections.ConfigDict(dict(
-      num_steps=128, sigma_min=0.002, sigma_max=80.0, rho=7.0, s_churn=80.0, s_tmin=0.05,
-      s_tmax=50.0, s_noise=1.003))
-  c.num_transitions = 5_000_000
   c.samples_per_chunk = 100_000
-  c.checkpoint_step = -1
 
   if arg == "w1024":
     c.diffusion.net_kwargs = ml_collections.ConfigDict(denoisers.PRESETS["resmlp_1024"])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxaug.diffusion import train as dtrain
+
 
 def offline_base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -35,3 +37,36 @@ def offline_base_config() -> ml_collections.ConfigDict:
   c.augment.mode = "concat"  # concat | replace | mix
   c.augment.synthetic_ratio = 0.5  # share of each batch drawn from generated data when mode=mix
   return c
+
+
+# EDM sampler settings of SynthER and GTA (GTA Table 7 = SynthER's).
+EDM_SAMPLER = dict(num_steps=128, sigma_min=0.002, sigma_max=80.0, rho=7.0, s_churn=80.0,
+                   s_tmin=0.05, s_tmax=50.0, s_noise=1.003)
+
+
+def generator_base_config(method: str, num_steps: int, checkpoint_every: int
+                          ) -> tuple[ml_collections.ConfigDict, ml_collections.FieldReference]:
+  """Shared fields of the diffusion-generator configs (configs/gta.py, configs/synther.py).
+
+  Returns the config and the FieldReference behind `num_steps` (also the learner's
+  `diffusion.num_steps`, the horizon of its lr schedule), so presets change both with `.set()`.
+  """
+  c = ml_collections.ConfigDict()
+  c.method = method
+  c.seed = 0
+  c.dataset = "embedded:hopper-medium-replay"
+  steps = ml_collections.FieldReference(num_steps)
+  c.num_steps = steps
+  c.batch_size = 256
+  c.updates_per_dispatch = 100
+  c.log_every = 1000
+  c.eval_every = 0
+  c.checkpoint_every = checkpoint_every
+  c.max_checkpoints = 3
+  c.num_seeds = 1
+  c.diffusion = dtrain.get_config()  # the learner (jaxaug.diffusion.train)
+  c.diffusion.num_steps = steps
+  c.sampler = ml_collections.ConfigDict(EDM_SAMPLER)
+  c.num_transitions = 5_000_000  # generated transitions
+  c.checkpoint_step = -1  # which diffusion checkpoint to sample from; -1 = latest
+  return c, steps
