@@ -25,7 +25,7 @@ import optax
 
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
-from jaxaug.nets.mlp import MLP, polyak
+from jaxaug.nets.mlp import MLP, polyak, tanh_gaussian
 from jaxaug.types import EnvSpec
 
 
@@ -124,9 +124,7 @@ class CQLPolicy(nn.Module):
     mult = self.param("log_std_multiplier", nn.initializers.constant(self.log_std_multiplier), ())
     offset = self.param("log_std_offset", nn.initializers.constant(self.log_std_offset), ())
     log_std = jnp.clip(mult * raw_log_std + offset, -20.0, 2.0)
-    base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
-    bijector = distrax.Chain([distrax.ScalarAffine(0.0, self.max_action), distrax.Tanh()])
-    return distrax.Transformed(base, distrax.Block(bijector, 1))
+    return tanh_gaussian(mean, jnp.exp(log_std), self.max_action)
 
 
 class QNetwork(nn.Module):

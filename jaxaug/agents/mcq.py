@@ -24,7 +24,7 @@ import optax
 
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
-from jaxaug.nets.mlp import MLP, CriticEnsemble, polyak
+from jaxaug.nets.mlp import MLP, CriticEnsemble, polyak, tanh_gaussian
 from jaxaug.nets.vae import ConditionalVAE, vae_loss
 from jaxaug.types import EnvSpec
 
@@ -107,9 +107,7 @@ class MCQPolicy(nn.Module):
     h = MLP(self.hidden_dims, None, dropout_rate=self.dropout_rate)(obs, train=train)
     mean = nn.Dense(self.act_dim)(h)
     log_std = jnp.clip(nn.Dense(self.act_dim)(h), self.log_std_min, self.log_std_max)
-    base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
-    bijector = distrax.Chain([distrax.ScalarAffine(0.0, self.max_action), distrax.Tanh()])
-    return distrax.Transformed(base, distrax.Block(bijector, 1))
+    return tanh_gaussian(mean, jnp.exp(log_std), self.max_action)
 
 
 def actor_net(hp: Hparams) -> MCQPolicy:

@@ -123,6 +123,13 @@ class DeterministicPolicy(nn.Module):
     return self.max_action * jnp.tanh(x)
 
 
+def tanh_gaussian(mean: jax.Array, std: jax.Array, max_action: float) -> distrax.Distribution:
+  """max_action * tanh(N(mean, diag(std^2))), a distribution over the last axis."""
+  base = distrax.MultivariateNormalDiag(mean, std)
+  bijector = distrax.Chain([distrax.ScalarAffine(0.0, max_action), distrax.Tanh()])
+  return distrax.Transformed(base, distrax.Block(bijector, 1))
+
+
 class TanhGaussianPolicy(nn.Module):
   """Tanh-squashed diagonal Gaussian through distrax (SAC, CQL, REDQ, RLPD, DTQL, MCQ).
 
@@ -152,9 +159,7 @@ class TanhGaussianPolicy(nn.Module):
       log_std = self.param("log_std", nn.initializers.zeros, (self.act_dim,))
       log_std = jnp.broadcast_to(log_std, mean.shape)
     log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
-    base = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std) * temperature)
-    bijector = distrax.Chain([distrax.ScalarAffine(0.0, self.max_action), distrax.Tanh()])
-    return distrax.Transformed(base, distrax.Block(bijector, 1))
+    return tanh_gaussian(mean, jnp.exp(log_std) * temperature, self.max_action)
 
 
 class GaussianPolicy(nn.Module):
