@@ -24,8 +24,8 @@ from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
 from jaxaug.metrics.quality import quality_metrics
-from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.checkpoint import Checkpointer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/atradiff.py:tiny", "ATraDiff config")
 _DIR = flags.DEFINE_string("diffuser_dir", "", "trained diffuser (an atradiff_diffuser dir)")

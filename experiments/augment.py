@@ -14,9 +14,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxaug.augment import pipeline, s4rl
-from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.data.loaders import load_dataset, save_npz
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.logging import quiet_third_party_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
                                           lock_config=True)

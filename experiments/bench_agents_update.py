@@ -17,8 +17,8 @@ from absl import app, flags
 
 from jaxaug import agents
 from jaxaug.data.dataset import Transitions, sample_transitions
-from jaxaug.types import EnvSpec
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.types import EnvSpec
 
 _AGENTS = flags.DEFINE_list("agents", ["td3bc", "iql"], "Agents to time.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Batch size.")

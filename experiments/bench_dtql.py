@@ -21,9 +21,9 @@ from absl import app, flags
 from jaxaug import bench
 from jaxaug.agents import dtql
 from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.loop import make_dispatch, seed_keys
 from jaxaug.types import EnvSpec
-from jaxaug.runtime import configure_xla_cpu
 
 _OBS = flags.DEFINE_integer("obs_dim", 11, "Observation size (Hopper: 11).")
 _ACT = flags.DEFINE_integer("act_dim", 3, "Action size (Hopper: 3).")

@@ -14,9 +14,9 @@ import jax
 from jaxaug import agents
 from jaxaug import bench
 from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.loop import make_dispatch, seed_keys
 from jaxaug.types import EnvSpec
-from jaxaug.runtime import configure_xla_cpu
 
 _AGENTS = flags.DEFINE_list("agents", ["td3bc", "iql"], "Agents to benchmark.")
 _SEEDS = flags.DEFINE_list("seeds", ["1", "8"], "Numbers of vmapped seeds.")

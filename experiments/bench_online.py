@@ -18,8 +18,8 @@ from jaxaug import envs
 from jaxaug.agents import sac
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
-from jaxaug.train import online
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train import online
 
 _ENV = flags.DEFINE_string("env", "hopper", "environment")
 _CAPACITY = flags.DEFINE_integer("capacity", 1_000_000, "replay capacity")

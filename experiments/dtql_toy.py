@@ -24,10 +24,10 @@ import numpy as np
 
 from jaxaug.agents import dtql
 from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train import mesh as mesh_lib
 from jaxaug.train.loop import LoopConfig, run_training
 from jaxaug.types import EnvSpec
-from jaxaug.runtime import configure_xla_cpu
 
 MAX_ACTION = 12.0
 SPEC = EnvSpec(obs_dim=1, act_dim=2, max_action=MAX_ACTION, env_id="toy-bandit")

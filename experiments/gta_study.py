@@ -16,8 +16,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxaug.augment import study
-from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.logging import quiet_third_party_logs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _DATASET = flags.DEFINE_string("dataset", "embedded:hopper-medium-replay", "Dataset spec.")

@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from jaxaug.train.logging import read_metrics
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.logging import read_metrics
 
 _RUNS = flags.DEFINE_list("runs", None, "LABEL=GLOB entries (one glob per method)",
                           required=True)

@@ -15,8 +15,8 @@ from absl import app, flags
 
 from jaxaug.augment import study
 from jaxaug.configs_io import load_config_file
-from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.logging import quiet_third_party_logs
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")
 _DATASET = flags.DEFINE_string("dataset", "embedded:hopper-medium-replay", "Dataset spec.")

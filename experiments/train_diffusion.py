@@ -12,8 +12,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxaug.augment import pipeline
-from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.logging import quiet_third_party_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
                                           lock_config=True)

@@ -13,9 +13,9 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.offline import train_offline
-from jaxaug.runtime import configure_xla_cpu
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/td3bc.py:tiny",
                                           lock_config=True)

@@ -9,8 +9,8 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxaug.train.online import train_online
 from jaxaug.runtime import configure_xla_cpu
+from jaxaug.train.online import train_online
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sac.py:hopper",
                                           "SAC config file with preset.", lock_config=True)
