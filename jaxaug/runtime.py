@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
+SYNC_DISPATCH = "JAXAUG_CPU_SYNC_DISPATCH"
 EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
 OPT_OUT = "JAXAUG_XLA_CPU_MULTI_THREAD_EIGEN"
 
@@ -26,6 +27,9 @@ OPT_OUT = "JAXAUG_XLA_CPU_MULTI_THREAD_EIGEN"
 def configure_xla_cpu(environ: MutableMapping[str, str] | None = None) -> str | None:
   """Turns XLA CPU's multi-threaded Eigen off; returns the new XLA_FLAGS or None if unchanged."""
   env = os.environ if environ is None else environ
+  if env.get(SYNC_DISPATCH, "").strip() == "1" and environ is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
   if env.get(OPT_OUT, "").strip() == "1":
     return None
   flags = env.get("XLA_FLAGS", "")
