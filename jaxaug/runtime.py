@@ -1,12 +1,16 @@
 """Process-level XLA settings that the experiment mains apply before JAX starts its backend.
 
-XLA's CPU runtime can wedge on vmapped programs with its multi-threaded Eigen intra-op pool
-enabled: the main thread waits in BlockUntilReady while every pool thread sleeps in
-Eigen::EventCount::CommitWait (a lost wake-up). We saw it on the vmapped 3-seed DTQL step; it is
-also reported elsewhere (e.g. PyAutoLabs/PyAutoFit#1528, hangs 14/16 runs with the pool on,
-0/12 with it off). With `--xla_cpu_multi_thread_eigen=false` no hang has been seen (BUILD_NOTES,
-"DTQL hang"). The flag only affects the CPU backend (GPU/TPU programs are untouched), and on our
-workloads (256-wide MLPs, batch 256) a single-threaded Eigen costs no measurable speed.
+A known, not root-caused problem: on XLA:CPU (jax/jaxlib 0.10.2) a jitted program sometimes
+never finishes. The main thread waits in BlockUntilReady (in `device_get`, or inside `Execute`
+with synchronous dispatch) while every runtime thread sleeps; CPU use drops to zero. We see it
+with vmapped 3-seed DTQL programs (both the K-update dispatch and the vmapped init), a few
+minutes in or at the first log step. It is reported elsewhere for vmapped programs too
+(PyAutoLabs/PyAutoFit#1528: 14 hangs in 16 runs with XLA's multi-threaded Eigen pool, 0 in 12
+without). Our own trials (BUILD_NOTES, "XLA on CPU") show fewer hangs with the pool off but not
+none, so `--xla_cpu_multi_thread_eigen=false` is a mitigation, not a fix. It costs no measurable
+speed on our workloads (256-wide MLPs at batch 256 do not parallelise usefully on small CPUs)
+and only affects the CPU backend. Long runs checkpoint and resume exactly, so a hung run is
+recovered by killing it and re-running the same command.
 
 `configure_xla_cpu()` adds the flag to XLA_FLAGS unless the user already set it either way, or
 set JAXAUG_XLA_CPU_MULTI_THREAD_EIGEN=1 to keep XLA's default. It must run before the first
@@ -19,7 +23,6 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
-SYNC_DISPATCH = "JAXAUG_CPU_SYNC_DISPATCH"
 EIGEN_FLAG = "--xla_cpu_multi_thread_eigen"
 OPT_OUT = "JAXAUG_XLA_CPU_MULTI_THREAD_EIGEN"
 
@@ -27,9 +30,6 @@ OPT_OUT = "JAXAUG_XLA_CPU_MULTI_THREAD_EIGEN"
 def configure_xla_cpu(environ: MutableMapping[str, str] | None = None) -> str | None:
   """Turns XLA CPU's multi-threaded Eigen off; returns the new XLA_FLAGS or None if unchanged."""
   env = os.environ if environ is None else environ
-  if env.get(SYNC_DISPATCH, "").strip() == "1" and environ is None:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
   if env.get(OPT_OUT, "").strip() == "1":
     return None
   flags = env.get("XLA_FLAGS", "")
