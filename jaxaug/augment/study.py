@@ -61,6 +61,10 @@ def run_study(workdir: str, dataset: str, *, methods: Sequence[str],
   """
   _check_methods("methods", methods, METHODS)
   _check_methods("agent_methods", agent_methods, methods)
+  missing = [m for m in methods if m in GENERATORS and m not in generator_configs]
+  if missing:
+    raise ValueError(f"methods {missing} need a config in generator_configs "
+                     f"(got configs for {sorted(generator_configs)})")
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   real = load_dataset(dataset)
