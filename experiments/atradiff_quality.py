@@ -24,7 +24,6 @@ from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
 from jaxaug.metrics.quality import quality_metrics
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.checkpoint import Checkpointer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/atradiff.py:tiny", "ATraDiff config")
@@ -87,5 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -15,7 +15,6 @@ from ml_collections import config_flags
 
 from jaxaug.augment import pipeline, s4rl
 from jaxaug.data.loaders import load_dataset, save_npz
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import quiet_third_party_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
@@ -47,5 +46,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "out"])
-  configure_xla_cpu()
   app.run(main)

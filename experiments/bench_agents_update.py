@@ -17,7 +17,6 @@ from absl import app, flags
 
 from jaxaug import agents
 from jaxaug.data.dataset import Transitions, sample_transitions
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.types import EnvSpec
 
 _AGENTS = flags.DEFINE_list("agents", ["td3bc", "iql"], "Agents to time.")
@@ -72,5 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -13,7 +13,6 @@ from absl import app, flags
 import numpy as np
 
 from jaxaug.data import OfflineDataset, load_dataset, save_d4rl_hdf5, save_minari, save_npz
-from jaxaug.runtime import configure_xla_cpu
 
 _N = flags.DEFINE_integer("num_transitions", 200_000, "transitions (a multiple of 1000)")
 _OBS = flags.DEFINE_integer("obs_dim", 17, "observation dim (HalfCheetah: 17)")
@@ -61,5 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

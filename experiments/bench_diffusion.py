@@ -26,7 +26,6 @@ from absl import app, flags
 from jaxaug.diffusion import guidance, samplers
 from jaxaug.diffusion import train as dtrain
 from jaxaug.nets import denoisers
-from jaxaug.runtime import configure_xla_cpu
 
 _SIZES = flags.DEFINE_list("sizes", ["tiny", "paper"], "tiny and/or paper")
 _OUT = flags.DEFINE_string("out", "bench_diffusion.json", "JSON output file.")
@@ -176,5 +175,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -21,7 +21,6 @@ from absl import app, flags
 from jaxaug import bench
 from jaxaug.agents import dtql
 from jaxaug.data.dataset import Transitions, sample_transitions
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.loop import make_dispatch, seed_keys
 from jaxaug.types import EnvSpec
 
@@ -117,5 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -14,7 +14,6 @@ import jax
 from jaxaug import agents
 from jaxaug import bench
 from jaxaug.data.dataset import Transitions, sample_transitions
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.loop import make_dispatch, seed_keys
 from jaxaug.types import EnvSpec
 
@@ -77,5 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

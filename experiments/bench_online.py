@@ -18,7 +18,6 @@ from jaxaug import envs
 from jaxaug.agents import sac
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train import online
 
 _ENV = flags.DEFINE_string("env", "hopper", "environment")
@@ -79,5 +78,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

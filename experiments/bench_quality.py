@@ -15,7 +15,6 @@ import numpy as np
 
 from jaxaug.envs.oracle import StateOracle, random_transitions
 from jaxaug.metrics import quality
-from jaxaug.runtime import configure_xla_cpu
 
 _ENVS = flags.DEFINE_list("envs", ["Hopper-v5", "HalfCheetah-v5"], "Environments.")
 _ROWS = flags.DEFINE_integer("rows", 20000, "Transitions for the dynamic-MSE timing.")
@@ -63,5 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

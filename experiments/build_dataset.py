@@ -14,7 +14,6 @@ import json
 from absl import app, flags
 
 from jaxaug.data import builder
-from jaxaug.runtime import configure_xla_cpu
 
 _ENV = flags.DEFINE_string("env", "hopper", "Environment (hopper, Hopper-v5, ...).")
 _KINDS = flags.DEFINE_list("kinds", list(builder.KINDS), "Datasets to build.")
@@ -66,5 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -24,7 +24,6 @@ import numpy as np
 
 from jaxaug.agents import dtql
 from jaxaug.data.dataset import Transitions, sample_transitions
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train import mesh as mesh_lib
 from jaxaug.train.loop import LoopConfig, run_training
 from jaxaug.types import EnvSpec
@@ -182,5 +181,4 @@ if __name__ == "__main__":
   flags.DEFINE_integer("num_steps", 2000, "training steps (first 500: BC + critic only)")
   flags.DEFINE_integer("seed", 0, "seed")
   flags.DEFINE_float("trust_region_weight", 1.0, "alpha")
-  configure_xla_cpu()
   app.run(main)

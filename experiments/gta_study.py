@@ -16,7 +16,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from jaxaug.augment import study
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import quiet_third_party_logs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
@@ -44,5 +43,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  configure_xla_cpu()
   app.run(main)

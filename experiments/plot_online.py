@@ -21,7 +21,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import read_metrics
 
 _RUNS = flags.DEFINE_list("runs", None, "LABEL=GLOB entries (one glob per method)",
@@ -82,5 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -28,7 +28,6 @@ from jaxaug.data.normalize import NormStats
 from jaxaug.envs.oracle import StateOracle
 from jaxaug.envs.registry import resolve_env_id
 from jaxaug.metrics import quality
-from jaxaug.runtime import configure_xla_cpu
 
 _ORIGINAL = flags.DEFINE_string("original", None, "Original dataset spec (see load_dataset).")
 _GENERATED = flags.DEFINE_list("generated", [], "Generated dataset specs, comma separated.")
@@ -137,5 +136,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["original", "out"])
-  configure_xla_cpu()
   app.run(main)

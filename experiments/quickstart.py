@@ -15,7 +15,6 @@ from absl import app, flags
 
 from jaxaug.augment import study
 from jaxaug.configs_io import load_config_file
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import quiet_third_party_logs
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Output directory.")
@@ -54,5 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)

@@ -12,7 +12,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxaug.augment import pipeline
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import quiet_third_party_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
@@ -30,5 +29,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  configure_xla_cpu()
   app.run(main)

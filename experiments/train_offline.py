@@ -13,7 +13,6 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.offline import train_offline
 
@@ -39,5 +38,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  configure_xla_cpu()
   app.run(main)

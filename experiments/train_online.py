@@ -9,7 +9,6 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxaug.runtime import configure_xla_cpu
 from jaxaug.train.online import train_online
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sac.py:hopper",
@@ -27,5 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  configure_xla_cpu()
   app.run(main)
