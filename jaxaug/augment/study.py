@@ -1,7 +1,7 @@
 """An augmentation study on one dataset: generate, measure data quality, train an offline agent.
 
 The logic behind experiments/quickstart.py (GTA only, tiny) and experiments/gta_study.py (the
-GTA results: original / S4RL / SynthER / GTA). For each generator in `generators`
+GTA results: original / S4RL / SynthER / GTA). For each generator in `methods`
 (gta, synther), train it (pipeline.train_generator) and generate (pipeline.generate) into
 WORKDIR/<name>/generated.npz; S4RL noise goes to WORKDIR/s4rl.npz; then the quality table
 (jaxaug.metrics.quality) of every dataset against the original, and the offline agent (vmapped
@@ -15,6 +15,7 @@ run stopped; finished stages are skipped. Results go to WORKDIR/study.json.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -55,9 +56,10 @@ def run_study(workdir: str, dataset: str, *, methods: Sequence[str],
   """Runs the study; returns (and writes to WORKDIR/study.json) the quality rows and scores.
 
   generator_configs: {'gta': configs/gta.py config, 'synther': configs/synther.py config}
-  (only those in `methods` are used; their `dataset` field is overwritten with `dataset`).
-  agent_config: an offline agent config (configs/td3bc.py etc.); its dataset, augment.path
-  and num_seeds are set here. agent_methods: methods whose data the agent also trains on.
+  (only those in `methods` are used, on copies whose `dataset` is set to `dataset`; the
+  caller's configs are not modified). agent_config: an offline agent config (configs/td3bc.py
+  etc.); copies of it get `dataset` and `augment.path` set here. agent_methods: methods whose
+  data the agent also trains on.
   """
   _check_methods("methods", methods, METHODS)
   _check_methods("agent_methods", agent_methods, methods)
@@ -80,7 +82,7 @@ def run_study(workdir: str, dataset: str, *, methods: Sequence[str],
     if m == "s4rl":
       save_npz(s4rl.augment(real, std=s4rl_std, seed=seed), path)
     else:
-      cfg = generator_configs[m]
+      cfg = copy.deepcopy(generator_configs[m])  # keeps its FieldReferences (num_steps)
       with cfg.unlocked():
         cfg.dataset = dataset
       mdir = os.path.dirname(path)
