@@ -12,6 +12,8 @@ Presets:
   rlpd-ENV                   offline-to-online (Sec. 5.2): RLPD's symmetric sampling of the same
                              dataset, online adaptation with the TD-error indicator
   cpu-hopper                 SAC + ATraDiff at CPU scale (the comparison in BUILD_NOTES.md)
+  cpu-redq-hopper            REDQ + ATraDiff at CPU scale: REDQ's N=10, M=2, UTD 20 with
+                             2x128 networks and 10k env steps (BUILD_NOTES.md, REDQ results)
 ENV is hopper, halfcheetah or walker2d. `--config.atradiff.enabled=False` gives the baseline
 with otherwise identical settings.
 """
@@ -26,7 +28,7 @@ from jaxaug.configs_io import load_config_file
 
 ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
-PRESETS = ("tiny", "tiny-rlpd", "cpu-hopper") + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+PRESETS = ("tiny", "tiny-rlpd", "cpu-hopper", "cpu-redq-hopper") + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
 
 
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
@@ -59,31 +61,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     a.td_heap_size, a.td_top_k = 256, 32
     a.reward_buffer_size = 64
     return c
-  if arg == "cpu-hopper":
-    c = _sibling("sac", "hopper")
-    c.agent_name = "sac"
-    # Sized for a shared 2-core CPU: 15k env steps, a small diffuser (~0.1M params per k).
-    c.num_env_steps = 15_000
-    c.start_steps = 1000
-    c.replay_capacity = 100_000
-    c.eval_every = 1500
-    c.eval_episodes = 5
-    c.checkpoint_every = 5000
-    c.log_every = 500
-    c.atradiff = atradiff_config()
-    a = c.atradiff
-    a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 128, 2, 32
-    # 5000 steps with a per-step EMA: with SynthER's EMA (0.995 every 10 steps) a 1500-step run
-    # still held ~47% of the initial weights (BUILD_NOTES, ATraDiff results).
-    a.generator_steps = 5000
-    a.ema_every = 1
-    a.steps_per_dispatch = 250
-    a.estimator_steps = 1000
-    a.num_sample_steps = 16
-    a.synthetic_capacity = 100_000
-    a.queue_size = 64
-    a.generation_interval = 250
-    return c
+  if arg in ("cpu-hopper", "cpu-redq-hopper"):
+    return _cpu_hopper("redq" if arg == "cpu-redq-hopper" else "sac")
   agent, env = arg.split("-")
   c = _sibling(agent, env)
   c.agent_name = agent
@@ -93,4 +72,44 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   if agent == "rlpd":  # offline-to-online with online adaptation (Sec. 5.2, Fig. 7)
     a.adapt = True
     a.importance = "td_error"
+  return c
+
+
+def _cpu_hopper(agent: str) -> ml_collections.ConfigDict:
+  """SAC or REDQ (+ ATraDiff) on Hopper-v5 sized for a shared 2-core CPU.
+
+  The ATraDiff part is the same for both agents, so one trained diffuser
+  (`--config.atradiff.diffuser_dir`) serves both comparisons.
+  """
+  c = _sibling(agent, "hopper")
+  c.agent_name = agent
+  c.start_steps = 1000
+  c.replay_capacity = 100_000
+  c.eval_episodes = 5
+  c.log_every = 500
+  if agent == "sac":  # 15k env steps, a small diffuser (~0.1M params per k)
+    c.num_env_steps = 15_000
+    c.eval_every = 1500
+    c.checkpoint_every = 5000
+  else:
+    # REDQ keeps N = 10, M = 2 and UTD 20 (what defines it) but with 2x128 networks and 10k
+    # env steps: at 2x256 one env step (20 critic steps of 10 critics) costs 168 ms on the
+    # 2-core CPU, at 2x128 63 ms (BUILD_NOTES.md, REDQ results).
+    c.agent.hidden_dims = (128, 128)
+    c.num_env_steps = 10_000
+    c.eval_every = 1000
+    c.checkpoint_every = 2500
+  c.atradiff = atradiff_config()
+  a = c.atradiff
+  a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 128, 2, 32
+  # 5000 steps with a per-step EMA: with SynthER's EMA (0.995 every 10 steps) a 1500-step run
+  # still held ~47% of the initial weights (BUILD_NOTES, ATraDiff results).
+  a.generator_steps = 5000
+  a.ema_every = 1
+  a.steps_per_dispatch = 250
+  a.estimator_steps = 1000
+  a.num_sample_steps = 16
+  a.synthetic_capacity = 100_000
+  a.queue_size = 64
+  a.generation_interval = 250
   return c

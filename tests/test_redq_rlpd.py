@@ -56,6 +56,40 @@ def test_registry_and_paper_defaults():
 
 
 @pytest.mark.parametrize("agent", [redq, rlpd])
+def test_target_evaluates_only_the_subset_and_equals_indexing_the_full_ensemble(agent):
+  """The TD target gathers the M chosen target critics and evaluates only them; it must equal
+  evaluating all N target critics and indexing the output with the same random subset."""
+  c = agent.get_config()
+  c.hidden_dims = (16, 16)
+  state = agent.init(jax.random.key(4), SPEC, c)
+  # Make the target critics differ from each other and from the online ones.
+  state = state.replace(target_critic_params=jax.tree.map(
+      lambda p: p + 0.1 * jax.random.normal(jax.random.key(5), p.shape), state.target_critic_params))
+  batch = _transitions(32, jax.random.key(6))
+  key = jax.random.key(7)
+  _, info = sac.critic_loss(state.critic.params, state, batch, key)
+
+  h = state.hyper
+  assert (h.num_critics, h.num_min_critics) == (10, 2) and state.subset_apply_fn is not None
+  k_act, k_subset = jax.random.split(key)
+  dist = state.actor.apply_fn(state.actor.params, batch.next_observations)
+  next_actions, next_log_probs = dist.sample_and_log_prob(seed=k_act)
+  full = state.critic.apply_fn(state.target_critic_params, batch.next_observations, next_actions)
+  idx = jax.random.choice(k_subset, h.num_critics, (h.num_min_critics,), replace=False)
+  assert len(set(np.asarray(idx).tolist())) == 2
+  next_q = full[idx].min(axis=0)
+  if h.backup_entropy:
+    next_q = next_q - state.temperature.apply_fn(state.temperature.params) * next_log_probs
+  expected = batch.rewards + h.discount * batch.masks * next_q
+  np.testing.assert_allclose(float(info["target_q_mean"]), float(expected.mean()), rtol=1e-5)
+  q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions)
+  loss = 0.5 * ((q - expected[None]) ** 2).mean(axis=1).sum()  # sensitive to every element
+  np.testing.assert_allclose(float(info["critic_loss"]), float(loss), rtol=1e-5)
+  # ...and the minimum over the subset is not the minimum over all ten (the test can fail).
+  assert not np.allclose(np.asarray(full[idx].min(0)), np.asarray(full.min(0)))
+
+
+@pytest.mark.parametrize("agent", [redq, rlpd])
 def test_utd_updates_reduce_critic_loss_on_a_fixed_batch(agent):
   c = agent.get_config()
   c.hidden_dims = (32, 32)

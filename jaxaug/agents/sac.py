@@ -78,6 +78,10 @@ class SACState(flax.struct.PyTreeNode):
   temperature: TrainState
   step: jax.Array
   hyper: SACHyper = flax.struct.field(pytree_node=False)
+  # Applies an ensemble of `num_min_critics` members (same parameter names, leading axis M):
+  # the TD target evaluates only the M target critics it minimises over, not all N (REDQ/RLPD:
+  # 2 of 10, so 8 of 10 target forward passes are skipped). None when M == N.
+  subset_apply_fn: Any = flax.struct.field(pytree_node=False, default=None)
 
 
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> SACState:
@@ -111,8 +115,13 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> SA
                    actor_q_reduction=str(config.actor_q_reduction))
   # A separate copy: the online loop donates the state, and one buffer cannot be donated twice.
   target_params = jax.tree.map(lambda x: jnp.array(x, copy=True), critic_params)
+  subset_apply_fn = None
+  if hyper.num_min_critics < hyper.num_critics:
+    subset_apply_fn = CriticEnsemble(hyper.num_min_critics, hidden,
+                                     layer_norm=config.critic_layer_norm).apply
   return SACState(actor=actor, critic=critic, target_critic_params=target_params,
-                  temperature=temperature, step=jnp.zeros((), jnp.int32), hyper=hyper)
+                  temperature=temperature, step=jnp.zeros((), jnp.int32), hyper=hyper,
+                  subset_apply_fn=subset_apply_fn)
 
 
 # ----------------------------------------------------------------------------------- losses
@@ -123,11 +132,15 @@ def critic_loss(critic_params, state: SACState, batch: Transitions, key: jax.Arr
   k_act, k_subset = jax.random.split(key)
   dist = state.actor.apply_fn(state.actor.params, batch.next_observations)
   next_actions, next_log_probs = dist.sample_and_log_prob(seed=k_act)
-  next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations,
-                                 next_actions)  # (num_critics, B)
   if h.num_min_critics < h.num_critics:  # REDQ: min over a random subset
     idx = jax.random.choice(k_subset, h.num_critics, (h.num_min_critics,), replace=False)
-    next_q = next_q[idx]
+    # Gather the M members' parameters and evaluate only them; equal to evaluating all N and
+    # indexing the output (tests/test_redq_rlpd.py), at M/N of the target's forward cost.
+    subset = jax.tree.map(lambda p: p[idx], state.target_critic_params)
+    next_q = state.subset_apply_fn(subset, batch.next_observations, next_actions)  # (M, B)
+  else:
+    next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations,
+                                   next_actions)  # (num_critics, B)
   next_q = next_q.min(axis=0)
   if h.backup_entropy:
     alpha = state.temperature.apply_fn(state.temperature.params)
