@@ -8,11 +8,10 @@ Re-running with the same --workdir resumes from the latest checkpoint (pass --no
 refuse to touch an existing run).
 """
 
-import os
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxaug.train.checkpoint import check_resume_flag
 from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.offline import train_offline
 
@@ -27,10 +26,10 @@ def main(argv):
   del argv
   quiet_third_party_logs()
   workdir = _WORKDIR.value
-  if not _RESUME.value and os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
-      os.path.join(workdir, "checkpoints")):
-    raise app.UsageError(f"--workdir={workdir} already holds checkpoints; use --resume or "
-                         "another --workdir")
+  try:
+    check_resume_flag(workdir, _RESUME.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   summary = train_offline(_CONFIG.value, workdir)
   logging.info("final: %s", {k: v for k, v in summary.items() if k != "state"})
   print({k: v for k, v in summary.items() if k != "state"})

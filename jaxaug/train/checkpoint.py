@@ -88,3 +88,16 @@ def _rewrap_key(template, restored):
     return jax.random.wrap_key_data(np.asarray(restored) if not isinstance(restored, jax.Array)
                                     else restored, impl=impl)
   return restored
+
+
+def check_resume_flag(workdir: str, resume: bool, flag: str = "--resume") -> None:
+  """The mains' `--resume` contract: with resume=False an existing checkpoint is an error.
+
+  Re-running with the same workdir resumes exactly by default; `--noresume` protects a finished
+  or running experiment from being continued by mistake.
+  """
+  directory = os.path.join(workdir, "checkpoints")
+  if not resume and os.path.isdir(directory) and any(
+      not name.endswith(".orbax-checkpoint-tmp") for name in os.listdir(directory)):
+    raise ValueError(f"--workdir={workdir} already holds checkpoints in {directory}; pass "
+                     f"{flag} to continue that run or choose another --workdir")
