@@ -85,6 +85,11 @@ def test_target_evaluates_only_the_subset_and_equals_indexing_the_full_ensemble(
   q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions)
   loss = 0.5 * ((q - expected[None]) ** 2).mean(axis=1).sum()  # sensitive to every element
   np.testing.assert_allclose(float(info["critic_loss"]), float(loss), rtol=1e-5)
+  # The fallback without subset_apply_fn (all N evaluated, then indexed) gives the same loss.
+  _, info_full = sac.critic_loss(state.critic.params, state.replace(subset_apply_fn=None), batch,
+                                 key)
+  np.testing.assert_allclose(float(info_full["critic_loss"]), float(info["critic_loss"]),
+                             rtol=1e-5)
   # ...and the minimum over the subset is not the minimum over all ten (the test can fail).
   assert not np.allclose(np.asarray(full[idx].min(0)), np.asarray(full.min(0)))
 

@@ -136,8 +136,12 @@ def critic_loss(critic_params, state: SACState, batch: Transitions, key: jax.Arr
     idx = jax.random.choice(k_subset, h.num_critics, (h.num_min_critics,), replace=False)
     # Gather the M members' parameters and evaluate only them; equal to evaluating all N and
     # indexing the output (tests/test_redq_rlpd.py), at M/N of the target's forward cost.
-    subset = jax.tree.map(lambda p: p[idx], state.target_critic_params)
-    next_q = state.subset_apply_fn(subset, batch.next_observations, next_actions)  # (M, B)
+    if state.subset_apply_fn is not None:
+      subset = jax.tree.map(lambda p: p[idx], state.target_critic_params)
+      next_q = state.subset_apply_fn(subset, batch.next_observations, next_actions)  # (M, B)
+    else:  # a state built without it (e.g. by hand): evaluate all N, then index
+      next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations,
+                                     next_actions)[idx]
   else:
     next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations,
                                    next_actions)  # (num_critics, B)
