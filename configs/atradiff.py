@@ -87,7 +87,7 @@ def _cpu_hopper(agent: str) -> ml_collections.ConfigDict:
   c.replay_capacity = 100_000
   c.eval_episodes = 5
   c.log_every = 500
-  if agent == "sac":  # 15k env steps, a small diffuser (~0.1M params per k)
+  if agent == "sac":  # 15k env steps
     c.num_env_steps = 15_000
     c.eval_every = 1500
     c.checkpoint_every = 5000
@@ -101,7 +101,14 @@ def _cpu_hopper(agent: str) -> ml_collections.ConfigDict:
     c.checkpoint_every = 2500
   c.atradiff = atradiff_config()
   a = c.atradiff
-  a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 128, 2, 32
+  # Generators of 5 and 10 steps with a 256-wide input projection (dim_t) and trunk. The
+  # residual MLP projects [x, cond] to dim_t first; at dim_t = 32 (sessions 1-2) that bottleneck
+  # made the generators ignore their condition (first state off by a normalised MSE of 0.65-1.4)
+  # and their dynamics worse than random pairing. Windows of 15-25 steps (225-375 values) did
+  # not become usable within a CPU budget at any width we tried (BUILD_NOTES, "Generator
+  # quality"); the paper's 5-25 set is kept for the accelerator presets.
+  a.lengths = (5, 10)
+  a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 256, 2, 256
   # 5000 steps with a per-step EMA: with SynthER's EMA (0.995 every 10 steps) a 1500-step run
   # still held ~47% of the initial weights (BUILD_NOTES, ATraDiff results).
   a.generator_steps = 5000
