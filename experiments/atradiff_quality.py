@@ -8,6 +8,10 @@ trajectories from `num_starts` offline start states with the same batched call a
 rounds, and prints JSON: kept-length statistics, the generator choice histogram, dynamic MSE of
 the synthetic transitions (oracle next state vs generated next state, per-dimension normalised
 by the dataset's state std) and the mean absolute error of generated rewards vs oracle rewards.
+`per_generator` adds, for every generator length k on the same start states: how far its
+generated first state is from the condition (normalised MSE; the stored trajectory replaces it
+by the true start state, but a large value shows a generator that ignores its condition), and
+the dynamic MSE and reward error of all its k - 1 transitions before pruning.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
@@ -30,6 +35,28 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/atradiff.py:tiny", 
 _DIR = flags.DEFINE_string("diffuser_dir", "", "trained diffuser (an atradiff_diffuser dir)")
 _N = flags.DEFINE_integer("num_starts", 512, "offline start states")
 _SEED = flags.DEFINE_integer("seed", 0, "seed")
+
+
+def per_generator_quality(d, key, start_states: np.ndarray, env_id: str, stats: NormStats):
+  """{k: first_state_err, mse, reward_abs_err} of every generator on the same start states."""
+  od, ad = d.spec.obs_dim, d.spec.act_dim
+  s_norm = (jnp.asarray(start_states) - d.stats.mean[:od]) / d.stats.std[:od]
+  cond = adata.make_condition(s_norm, jnp.zeros((len(start_states),), jnp.int32),
+                              d.spec.num_tasks)
+  windows = jax.jit(lambda k, c: adiff.generate_windows(d, k, c))(key, cond)
+  std = np.asarray(stats.std)
+  out = {}
+  for k_len, w in zip(d.spec.lengths, windows):
+    raw = np.asarray(w * d.stats.std + d.stats.mean)
+    states = raw[:, :, :od].copy()
+    first_err = float((((states[:, 0] - start_states) / std) ** 2).mean())
+    states[:, 0] = start_states  # what synthesize stores
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    q = quality_metrics(env_id, flat(states[:, :-1]), np.clip(flat(raw[:, :-1, od:od + ad]), -1, 1),
+                        flat(states[:, 1:]), rewards=flat(raw[:, :-1, -1]), obs_stats=stats)
+    out[int(k_len)] = {"first_state_err": first_err, "mse": q["mse"],
+                       "reward_abs_err": q["reward_abs_err"]}
+  return out
 
 
 def main(argv):
@@ -74,6 +101,9 @@ def main(argv):
   real = quality_metrics(env_id, ds.observations[real_idx], ds.actions[real_idx],
                          ds.next_observations[real_idx], rewards=ds.rewards[real_idx],
                          obs_stats=stats)
+  # Reference for "no dynamics at all": real (s, a) with the next state of another transition.
+  shuffled = quality_metrics(env_id, ds.observations[real_idx], ds.actions[real_idx],
+                             ds.next_observations[rng.permutation(real_idx)], obs_stats=stats)
   keep = ("mse", "n_valid", "reward_abs_err", "reward_mean", "oracle_reward_mean")
   out = {
       "num_trajectories": int(len(lengths)), "num_transitions": int(len(obs)),
@@ -81,6 +111,9 @@ def main(argv):
       "kept_length_quantiles_10_50_90": np.quantile(lengths, [0.1, 0.5, 0.9]).tolist(),
       "generator_counts": {int(k): int((gens == i).sum()) for i, k in enumerate(d.spec.lengths)},
       "synthetic": {k: syn[k] for k in keep}, "real": {k: real[k] for k in keep},
+      "random_pairing_mse": shuffled["mse"],
+      "per_generator": per_generator_quality(d, jax.random.fold_in(key, 7),
+                                             ds.observations[idx[:256]], env_id, stats),
   }
   print(json.dumps(out, indent=1))
 
