@@ -14,6 +14,9 @@ Presets:
   cpu-hopper                 SAC + ATraDiff at CPU scale (the comparison in BUILD_NOTES.md)
   cpu-redq-hopper            REDQ + ATraDiff at CPU scale: REDQ's N=10, M=2, UTD 20 with
                              2x128 networks and 10k env steps (BUILD_NOTES.md, REDQ results)
+  cpu-halfcheetah            SAC + ATraDiff on HalfCheetah-v5 at CPU scale; the generators train
+                             on data/halfcheetah-medium-replay.hdf5 (build it with
+                             experiments/build_dataset.py --env=halfcheetah --out=data/)
 ENV is hopper, halfcheetah or walker2d. `--config.atradiff.enabled=False` gives the baseline
 with otherwise identical settings.
 """
@@ -28,7 +31,8 @@ from jaxaug.configs_io import load_config_file
 
 ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
-PRESETS = ("tiny", "tiny-rlpd", "cpu-hopper", "cpu-redq-hopper") + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+CPU_PRESETS = ("cpu-hopper", "cpu-redq-hopper", "cpu-halfcheetah")
+PRESETS = ("tiny", "tiny-rlpd") + CPU_PRESETS + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
 
 
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
@@ -61,8 +65,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     a.td_heap_size, a.td_top_k = 256, 32
     a.reward_buffer_size = 64
     return c
-  if arg in ("cpu-hopper", "cpu-redq-hopper"):
-    return _cpu_hopper("redq" if arg == "cpu-redq-hopper" else "sac")
+  if arg in CPU_PRESETS:
+    parts = arg.split("-")  # cpu-[redq-]ENV
+    return _cpu_scale("redq" if parts[1] == "redq" else "sac", parts[-1])
   agent, env = arg.split("-")
   c = _sibling(agent, env)
   c.agent_name = agent
@@ -75,13 +80,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   return c
 
 
-def _cpu_hopper(agent: str) -> ml_collections.ConfigDict:
-  """SAC or REDQ (+ ATraDiff) on Hopper-v5 sized for a shared 2-core CPU.
+def _cpu_scale(agent: str, env: str) -> ml_collections.ConfigDict:
+  """SAC or REDQ (+ ATraDiff) sized for a shared 2-core CPU.
 
   The ATraDiff part is the same for both agents, so one trained diffuser
-  (`--config.atradiff.diffuser_dir`) serves both comparisons.
+  (`--config.atradiff.diffuser_dir`) serves both comparisons on an environment.
   """
-  c = _sibling(agent, "hopper")
+  c = _sibling(agent, env)
   c.agent_name = agent
   c.start_steps = 1000
   c.replay_capacity = 100_000
@@ -101,6 +106,9 @@ def _cpu_hopper(agent: str) -> ml_collections.ConfigDict:
     c.checkpoint_every = 2500
   c.atradiff = atradiff_config()
   a = c.atradiff
+  if env != "hopper":  # only Hopper's medium-replay is embedded; build the others locally with
+    # python experiments/build_dataset.py --env=ENV --kinds=medium-replay --out=data/
+    a.offline_dataset = f"d4rl:data/{env}-medium-replay.hdf5"
   # Generators of 5 and 10 steps with a 256-wide input projection (dim_t) and trunk. The
   # residual MLP projects [x, cond] to dim_t first; at dim_t = 32 (sessions 1-2) that bottleneck
   # made the generators ignore their condition (first state off by a normalised MSE of 0.65-1.4)
