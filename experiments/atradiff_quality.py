@@ -16,6 +16,7 @@ the dynamic MSE and reward error of all its k - 1 transitions before pruning.
 
 from __future__ import annotations
 
+import functools
 import json
 
 from absl import app, flags
@@ -28,6 +29,7 @@ from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
+from jaxaug.envs import termination
 from jaxaug.metrics.quality import quality_metrics
 from jaxaug.train.checkpoint import Checkpointer
 
@@ -76,8 +78,10 @@ def main(argv):
   rng = np.random.default_rng(_SEED.value)
   idx = rng.choice(len(ds), size=min(_N.value, len(ds)), replace=False)
   q = int(acfg.queue_size)
-  fn = jax.jit(adiff.synthesize)
-  obs, act, nxt, rew, lengths, gens = [], [], [], [], [], []
+  terminal_fn = (termination.termination_fn(config.env_id)
+                 if acfg.get("terminal_fn", "none") == "env" else None)
+  fn = jax.jit(functools.partial(adiff.synthesize, terminal_fn=terminal_fn))
+  obs, act, nxt, rew, term, lengths, gens = [], [], [], [], [], [], []
   for i in range(0, len(idx), q):
     part = ds.observations[idx[i:i + q]]
     m = len(part)
@@ -90,23 +94,27 @@ def main(argv):
     act.append(np.asarray(tr.actions)[mask])
     nxt.append(np.asarray(tr.next_observations)[mask])
     rew.append(np.asarray(tr.rewards)[mask])
+    term.append(np.asarray(tr.terminals)[mask])
     lengths.append(np.asarray(info["length"])[:m])
     gens.append(np.asarray(info["generator"])[:m])
-  obs, act, nxt, rew = (np.concatenate(x) for x in (obs, act, nxt, rew))
+  obs, act, nxt, rew, term = (np.concatenate(x) for x in (obs, act, nxt, rew, term))
   lengths, gens = np.concatenate(lengths), np.concatenate(gens)
   env_id = config.env_id
   stats = NormStats.fit(ds.observations)
-  syn = quality_metrics(env_id, obs, np.clip(act, -1, 1), nxt, rewards=rew, obs_stats=stats)
+  syn = quality_metrics(env_id, obs, np.clip(act, -1, 1), nxt, rewards=rew, terminals=term,
+                        obs_stats=stats)
   real_idx = rng.choice(len(ds), size=min(len(obs), len(ds)), replace=False)
   real = quality_metrics(env_id, ds.observations[real_idx], ds.actions[real_idx],
                          ds.next_observations[real_idx], rewards=ds.rewards[real_idx],
-                         obs_stats=stats)
+                         terminals=ds.terminals[real_idx], obs_stats=stats)
   # Reference for "no dynamics at all": real (s, a) with the next state of another transition.
   shuffled = quality_metrics(env_id, ds.observations[real_idx], ds.actions[real_idx],
                              ds.next_observations[rng.permutation(real_idx)], obs_stats=stats)
-  keep = ("mse", "n_valid", "reward_abs_err", "reward_mean", "oracle_reward_mean")
+  keep = ("mse", "n_valid", "reward_abs_err", "reward_mean", "oracle_reward_mean",
+          "terminal_agreement", "oracle_terminal_rate")
   out = {
       "num_trajectories": int(len(lengths)), "num_transitions": int(len(obs)),
+      "terminal_fn": acfg.get("terminal_fn", "none"), "terminal_rate": float(term.mean()),
       "kept_length_mean": float(lengths.mean()),
       "kept_length_quantiles_10_50_90": np.quantile(lengths, [0.1, 0.5, 0.9]).tolist(),
       "generator_counts": {int(k): int((gens == i).sum()) for i, k in enumerate(d.spec.lengths)},

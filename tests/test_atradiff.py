@@ -126,6 +126,47 @@ def test_inpainting_imposes_the_first_state_on_samples():
   np.testing.assert_allclose(np.asarray(x)[:, :2], np.asarray(first), atol=1e-5)
 
 
+def test_terminal_rule_ends_synthetic_trajectories_at_their_first_terminal():
+  """synthesize(terminal_fn=...): each trajectory keeps the same transitions up to and including
+  its first terminal one (stored with terminal = 1 and no timeout), and nothing after it."""
+  from jaxaug.augment.atradiff import diffuser as adiff
+  c = _config().atradiff
+  ds = _toy_dataset(lengths=(12, 15, 9), terminal_last=False)
+  d = adiff.train_diffuser(jax.random.key(0), ds, c, train=False)  # untrained: any states
+  q = 16
+  starts = jnp.asarray(np.random.default_rng(0).normal(size=(q, 2)), jnp.float32)
+  valid = jnp.arange(q) < 13
+  key = jax.random.key(1)
+  base, base_mask, base_info = jax.jit(adiff.synthesize)(d, key, starts, valid)
+  # Half of the trajectories reach the threshold within their stored part, half do not.
+  stored = np.where(np.asarray(base_mask), np.asarray(base.next_observations)[:, 0], -np.inf)
+  per_traj_max = stored.reshape(q, -1).max(axis=1)[:13]
+  threshold = float(np.median(per_traj_max))
+  rule = lambda s: s[..., 0] > threshold
+  tr, mask, info = jax.jit(lambda *a: adiff.synthesize(*a, terminal_fn=rule))(
+      d, key, starts, valid)
+  kmax = d.spec.max_length
+  base_mask, mask = (np.asarray(m).reshape(q, kmax - 1) for m in (base_mask, mask))
+  term = np.asarray(tr.terminals).reshape(q, kmax - 1)
+  tout = np.asarray(tr.timeouts).reshape(q, kmax - 1)
+  hits = np.asarray(base.next_observations)[:, 0].reshape(q, kmax - 1) > threshold
+  np.testing.assert_array_equal(np.asarray(tr.next_observations), np.asarray(base.next_observations))
+  assert not np.asarray(base.terminals).any()  # no rule: never terminal (the paper's setting)
+  n_terminal = 0
+  for i in range(q):
+    n_base = int(base_mask[i].sum())
+    first = int(np.argmax(hits[i])) if hits[i].any() else kmax
+    expected = min(n_base, first + 1)
+    assert int(mask[i].sum()) == expected == int(np.asarray(info["length"])[i])
+    assert mask[i, :expected].all()  # a prefix
+    if first < n_base:  # ended by the rule
+      assert term[i, first] == 1 and tout[i, first] == 0 and term[i].sum() == 1
+      n_terminal += 1
+    else:
+      assert term[i].sum() == 0 and (n_base == 0 or tout[i, n_base - 1] == 1)
+  assert 0 < n_terminal < 13  # the rule ended some trajectories and not others
+
+
 # ------------------------------------------------------------------------- length estimator
 
 def test_round_up_to_preset_lengths():

@@ -15,9 +15,11 @@ validity mask. The first generated state is replaced by the true start state (s_
 
 Rewards of synthetic transitions are the generated ones (ICML version, Sec. 4.1: the diffuser
 produces states, actions and rewards); the ICLR version queried the true environment instead.
-Terminals are 0 (the generator has no terminal channel: the pruner decides where a trajectory
-ends); the last kept transition of each trajectory is flagged as a timeout so that episode-aware
-consumers see where it stops.
+The generator has no terminal channel: the pruner decides where a trajectory ends, and the last
+kept transition of each trajectory is flagged as a timeout so that episode-aware consumers see
+where it stops. With a termination rule (`terminal_fn`, jaxaug.envs.termination; the online
+config's `atradiff.terminal_fn = "env"`) a trajectory also ends at its first generated terminal
+state, stored with terminal = 1; without one every synthetic transition has terminal = 0.
 """
 
 from __future__ import annotations
@@ -186,13 +188,17 @@ def generate_windows(diffuser: Diffuser, key: jax.Array, cond: jax.Array,
 
 
 def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, valid: jax.Array,
-               task_ids: jax.Array | None = None):
+               task_ids: jax.Array | None = None,
+               terminal_fn: Callable[[jax.Array], jax.Array] | None = None):
   """Synthetic trajectories from a queue of raw start states, in one call (jit it).
 
   Args:
     start_states: (Q, obs_dim) raw states s' (the queue, padded to a fixed size).
     valid: (Q,) bool, which queue entries are real.
     task_ids: (Q,) int task ids (only with num_tasks > 0).
+    terminal_fn: optional termination rule on next states (jaxaug.envs.termination): a
+      trajectory then ends at its first terminal transition, which is stored with terminal = 1
+      (without it every transition is stored with terminal = 0, the paper's setting).
 
   Returns:
     transitions: Transitions with Q * (K - 1) rows (K = max length), row q * (K-1) + j being
@@ -227,13 +233,20 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
   actions = raw[:, :-1, spec.obs_dim:spec.obs_dim + spec.act_dim]
   rewards = raw[:, :-1, -1]
   j = jnp.arange(kmax - 1)[None, :]
+  terminals = jnp.zeros((q, kmax - 1), bool)
+  if terminal_fn is not None:
+    term = terminal_fn(states[:, 1:])  # (Q, K-1): transition j ends in a terminal state
+    first = jnp.where(term.any(axis=1), jnp.argmax(term, axis=1), kmax)
+    length = jnp.minimum(length, first + 1)  # nothing is stored after a terminal
+    terminals = term & (j == first[:, None])
   mask = j < length[:, None]
-  last = j == (length[:, None] - 1)
+  terminals = terminals & mask  # a terminal after the pruned end is not stored
+  last = (j == (length[:, None] - 1)) & ~terminals
   n = q * (kmax - 1)
   flat = lambda x: x.reshape((n,) + x.shape[2:])
   transitions = Transitions(
       observations=flat(states[:, :-1]), actions=flat(actions), rewards=flat(rewards),
-      next_observations=flat(states[:, 1:]), terminals=jnp.zeros((n,), jnp.float32),
+      next_observations=flat(states[:, 1:]), terminals=flat(terminals.astype(jnp.float32)),
       timeouts=flat(last.astype(jnp.float32)))
   return transitions, flat(mask), {"length": length, "generator": choice}
 

@@ -17,7 +17,9 @@ policy updates, and online adaptation (ATraDiff Sec. 4.2-4.3).
 
 Differences from the paper, on purpose: generation is deferred to the next round (at most
 `generation_interval` env steps late) so that it is batched; store decisions use a
-counter-based RNG (seed, env step) so they are reproduced on resume.
+counter-based RNG (seed, env step) so they are reproduced on resume. With `terminal_fn = "env"`
+(default) synthetic trajectories end at their first terminal state under the environment's
+termination rule, stored as terminal; the paper does not say how it treats terminals.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from jaxaug.augment.atradiff import importance as aimp
 from jaxaug.data import replay
 from jaxaug.data.dataset import OfflineDataset, Transitions, sample_transitions
 from jaxaug.data.loaders import load_dataset
+from jaxaug.envs import termination
 from jaxaug.types import EnvSpec
 
 IMPORTANCE = ("td_error", "reward", "uniform")
@@ -76,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.steps_per_dispatch = 200
   c.num_sample_steps = 32  # EDM Heun steps (SynthER: 128)
   c.inpaint_first_state = False  # True: start state imposed on the denoised estimate each step
+  # "env": end synthetic trajectories at the first state the environment's termination rule
+  # calls terminal and store that transition as terminal (jaxaug.envs.termination); "none":
+  # every synthetic transition has terminal = 0 (the paper does not say; BUILD_NOTES.md).
+  c.terminal_fn = "env"
   c.s_churn = 80.0
   # Length estimator.
   c.estimator_hidden_dims = (256, 256)
@@ -111,12 +118,12 @@ class AugState(flax.struct.PyTreeNode):
 # ------------------------------------------------------------------------------- jitted rounds
 
 def _generation_round(diffuser: adiff.Diffuser, state: AugState, queue: jax.Array,
-                      valid: jax.Array, task_ids: jax.Array):
+                      valid: jax.Array, task_ids: jax.Array, terminal_fn=None):
   """ONE call: synthesise from the queue and write the kept transitions into D_s."""
   key, k = jax.random.split(state.key)
   d = diffuser.replace(generators=tuple(
       g.replace(ema_params=p) for g, p in zip(diffuser.generators, state.gen_params)))
-  transitions, mask, info = adiff.synthesize(d, k, queue, valid, task_ids)
+  transitions, mask, info = adiff.synthesize(d, k, queue, valid, task_ids, terminal_fn)
   synthetic = abuffer.add_masked(state.synthetic, transitions, mask)
   return state.replace(synthetic=synthetic, key=key), info
 
@@ -199,6 +206,9 @@ class ATraDiffAugmenter:
     if acfg.importance not in IMPORTANCE:
       raise ValueError(f"config.atradiff.importance must be one of {IMPORTANCE}, got "
                        f"{acfg.importance!r}")
+    if acfg.get("terminal_fn", "none") not in ("env", "none"):
+      raise ValueError(f"config.atradiff.terminal_fn must be 'env' or 'none', got "
+                       f"{acfg.terminal_fn!r}")
     self.cfg = acfg
     self.spec = spec
     self.seed = int(config.seed)
@@ -239,7 +249,10 @@ class ATraDiffAugmenter:
     self.counters = {"queued": 0, "dropped": 0, "rounds": 0, "trajectories": 0,
                      "synthetic_transitions": 0, "adapt_rounds": 0}
     self._last = {}
-    self._gen_fn = jax.jit(_generation_round)
+    terminal_fn = None
+    if acfg.get("terminal_fn", "none") == "env":
+      terminal_fn = termination.termination_fn(config.env_id)
+    self._gen_fn = jax.jit(functools.partial(_generation_round, terminal_fn=terminal_fn))
     self._adapt_fn = jax.jit(functools.partial(
         _adaptation_round, importance=acfg.importance, top_k=int(acfg.td_top_k)
         if acfg.importance == "td_error" else int(acfg.reward_buffer_size),
