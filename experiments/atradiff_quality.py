@@ -25,11 +25,9 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
-from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
-from jaxaug.envs import termination
 from jaxaug.metrics.quality import quality_metrics
 from jaxaug.train.checkpoint import Checkpointer
 
@@ -42,9 +40,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "seed")
 def per_generator_quality(d, key, start_states: np.ndarray, env_id: str, stats: NormStats):
   """{k: first_state_err, mse, reward_abs_err} of every generator on the same start states."""
   od, ad = d.spec.obs_dim, d.spec.act_dim
-  s_norm = (jnp.asarray(start_states) - d.stats.mean[:od]) / d.stats.std[:od]
-  cond = adata.make_condition(s_norm, jnp.zeros((len(start_states),), jnp.int32),
-                              d.spec.num_tasks)
+  cond = adiff.condition(d, jnp.asarray(start_states))
   windows = jax.jit(lambda k, c: adiff.generate_windows(d, k, c))(key, cond)
   std = np.asarray(stats.std)
   out = {}
@@ -78,8 +74,7 @@ def main(argv):
   rng = np.random.default_rng(_SEED.value)
   idx = rng.choice(len(ds), size=min(_N.value, len(ds)), replace=False)
   q = int(acfg.queue_size)
-  terminal_fn = (termination.termination_fn(config.env_id)
-                 if acfg.get("terminal_fn", "none") == "env" else None)
+  terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)
   fn = jax.jit(functools.partial(adiff.synthesize, terminal_fn=terminal_fn))
   obs, act, nxt, rew, term, lengths, gens = [], [], [], [], [], [], []
   for i in range(0, len(idx), q):

@@ -34,3 +34,16 @@ def test_termination_rule_matches_the_environment(env_id):
 def test_unknown_environment_is_a_clear_error():
   with pytest.raises(ValueError, match="unknown environment"):
     termination_fn("Humanoid-v5")
+
+
+def test_atradiff_terminal_fn_from_config():
+  import ml_collections
+  from jaxaug.augment.atradiff.diffuser import terminal_fn_from_config
+  c = ml_collections.ConfigDict({"terminal_fn": "env"})
+  assert terminal_fn_from_config(c, "hopper") is termination_fn("Hopper-v5")
+  c.terminal_fn = "none"
+  assert terminal_fn_from_config(c, "hopper") is None
+  assert terminal_fn_from_config(ml_collections.ConfigDict(), "hopper") is None  # old configs
+  c.terminal_fn = "oracle"
+  with pytest.raises(ValueError, match="config.atradiff.terminal_fn must be 'env' or 'none'"):
+    terminal_fn_from_config(c, "hopper")

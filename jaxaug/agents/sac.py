@@ -15,7 +15,6 @@ utd_ratio=1 it equals `update`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import flax.struct

@@ -40,6 +40,7 @@ from jaxaug.data.dataset import OfflineDataset, Transitions
 from jaxaug.data.normalize import NormStats
 from jaxaug.diffusion import samplers
 from jaxaug.diffusion import train as dtrain
+from jaxaug.envs import termination
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +188,26 @@ def generate_windows(diffuser: Diffuser, key: jax.Array, cond: jax.Array,
   return out
 
 
+def condition(diffuser: Diffuser, start_states: jax.Array,
+              task_ids: jax.Array | None = None) -> jax.Array:
+  """The generators' condition for raw start states: normalised state (+ one-hot task id)."""
+  spec = diffuser.spec
+  s_norm = (start_states - diffuser.stats.mean[:spec.obs_dim]) / diffuser.stats.std[:spec.obs_dim]
+  if task_ids is None:
+    task_ids = jnp.zeros((start_states.shape[0],), jnp.int32)
+  return adata.make_condition(s_norm, task_ids, spec.num_tasks)
+
+
+def terminal_fn_from_config(config: ml_collections.ConfigDict, env_id: str):
+  """`config.atradiff.terminal_fn`: "env" -> the environment's termination rule, "none" -> None.
+
+  A config without the field (written before it existed) means "none", the old behaviour."""
+  mode = config.get("terminal_fn", "none")
+  if mode not in ("env", "none"):
+    raise ValueError(f"config.atradiff.terminal_fn must be 'env' or 'none', got {mode!r}")
+  return termination.termination_fn(env_id) if mode == "env" else None
+
+
 def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, valid: jax.Array,
                task_ids: jax.Array | None = None,
                terminal_fn: Callable[[jax.Array], jax.Array] | None = None):
@@ -210,10 +231,7 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
   spec = diffuser.spec
   q = start_states.shape[0]
   kmax = spec.max_length
-  s_norm = (start_states - diffuser.stats.mean[:spec.obs_dim]) / diffuser.stats.std[:spec.obs_dim]
-  if task_ids is None:
-    task_ids = jnp.zeros((q,), jnp.int32)
-  cond = adata.make_condition(s_norm, task_ids, spec.num_tasks)
+  cond = condition(diffuser, start_states, task_ids)
   # 1. Needed length, rounded up to a preset (length estimator).
   choice = alength.round_up_to_preset(alength.predict(diffuser.estimator, cond), spec.lengths)
   # 2. Every generator on the whole queue; 3. prune each; 4. pick the chosen one per state.
@@ -249,22 +267,3 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
       next_observations=flat(states[:, 1:]), terminals=flat(terminals.astype(jnp.float32)),
       timeouts=flat(last.astype(jnp.float32)))
   return transitions, flat(mask), {"length": length, "generator": choice}
-
-
-def expected_length(diffuser: Diffuser, key: jax.Array, start_states: np.ndarray,
-                    batch_size: int = 256) -> float:
-  """L: the mean number of transitions per synthesised trajectory over `start_states`
-  (the paper's "preliminary generation")."""
-  fn = jax.jit(synthesize)
-  lengths = []
-  for i in range(0, len(start_states), batch_size):
-    chunk = np.asarray(start_states[i:i + batch_size], np.float32)
-    valid = np.ones((len(chunk),), bool)
-    if len(chunk) < batch_size:  # keep one compiled shape
-      pad = batch_size - len(chunk)
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-      valid = np.concatenate([valid, np.zeros((pad,), bool)])
-    key, k = jax.random.split(key)
-    _, _, info = fn(diffuser, k, jnp.asarray(chunk), jnp.asarray(valid))
-    lengths.append(np.asarray(info["length"])[valid])
-  return float(np.mean(np.concatenate(lengths)))

@@ -44,7 +44,6 @@ from jaxaug.augment.atradiff import importance as aimp
 from jaxaug.data import replay
 from jaxaug.data.dataset import OfflineDataset, Transitions, sample_transitions
 from jaxaug.data.loaders import load_dataset
-from jaxaug.envs import termination
 from jaxaug.types import EnvSpec
 
 IMPORTANCE = ("td_error", "reward", "uniform")
@@ -206,9 +205,7 @@ class ATraDiffAugmenter:
     if acfg.importance not in IMPORTANCE:
       raise ValueError(f"config.atradiff.importance must be one of {IMPORTANCE}, got "
                        f"{acfg.importance!r}")
-    if acfg.get("terminal_fn", "none") not in ("env", "none"):
-      raise ValueError(f"config.atradiff.terminal_fn must be 'env' or 'none', got "
-                       f"{acfg.terminal_fn!r}")
+    terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)  # validates the field
     self.cfg = acfg
     self.spec = spec
     self.seed = int(config.seed)
@@ -249,9 +246,6 @@ class ATraDiffAugmenter:
     self.counters = {"queued": 0, "dropped": 0, "rounds": 0, "trajectories": 0,
                      "synthetic_transitions": 0, "adapt_rounds": 0}
     self._last = {}
-    terminal_fn = None
-    if acfg.get("terminal_fn", "none") == "env":
-      terminal_fn = termination.termination_fn(config.env_id)
     self._gen_fn = jax.jit(functools.partial(_generation_round, terminal_fn=terminal_fn))
     self._adapt_fn = jax.jit(functools.partial(
         _adaptation_round, importance=acfg.importance, top_k=int(acfg.td_top_k)
