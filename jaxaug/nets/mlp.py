@@ -43,6 +43,8 @@ class MLP(nn.Module):
   dropout_rate: float = 0.0
   orthogonal_init: bool = False
   final_scale: float = 1.0  # orthogonal scale of the output layer when orthogonal_init
+  # flax's LayerNorm default; networks mirroring a PyTorch module pass torch's 1e-5.
+  layer_norm_epsilon: float = 1e-6
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -53,7 +55,7 @@ class MLP(nn.Module):
       if self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       if self.layer_norm:
-        x = nn.LayerNorm()(x)
+        x = nn.LayerNorm(epsilon=self.layer_norm_epsilon)(x)
       x = act(x)
     if self.out_dim is not None:
       kw = {"kernel_init": default_init(self.final_scale)} if self.orthogonal_init else {}
@@ -68,12 +70,14 @@ class StateActionValue(nn.Module):
   activation: str = "relu"
   layer_norm: bool = False
   orthogonal_init: bool = False
+  layer_norm_epsilon: float = 1e-6
 
   @nn.compact
   def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
     x = jnp.concatenate([obs, actions], axis=-1)
     return MLP(self.hidden_dims, 1, self.activation, self.layer_norm,
-               orthogonal_init=self.orthogonal_init)(x)[..., 0]
+               orthogonal_init=self.orthogonal_init,
+               layer_norm_epsilon=self.layer_norm_epsilon)(x)[..., 0]
 
 
 class StateValue(nn.Module):
@@ -98,13 +102,14 @@ class CriticEnsemble(nn.Module):
   activation: str = "relu"
   layer_norm: bool = False
   orthogonal_init: bool = False
+  layer_norm_epsilon: float = 1e-6  # flax default; 1e-5 to mirror a torch.nn.LayerNorm
 
   @nn.compact
   def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
     ensemble = nn.vmap(StateActionValue, variable_axes={"params": 0}, split_rngs={"params": True},
                        in_axes=None, out_axes=0, axis_size=self.num_critics)
     return ensemble(self.hidden_dims, self.activation, self.layer_norm,
-                    self.orthogonal_init)(obs, actions)
+                    self.orthogonal_init, self.layer_norm_epsilon)(obs, actions)
 
 
 class DeterministicPolicy(nn.Module):
