@@ -3,8 +3,9 @@
 A checkpoint is one step directory holding two items: `state` (any pytree of arrays: agent
 state, RNG key, sampler state, replay buffer...) and `meta` (JSON: normalisation statistics,
 config, counters). Orbax writes each step to a temporary directory and renames it when
-complete, so a run killed mid-save leaves the previous step as the latest one (REFERENCE.md:
-verified with SIGKILL during sync and async saves).
+complete, so a run killed mid-save leaves the previous step as the latest one (checked by
+killing runs with SIGKILL during sync and async saves: the half-written step stays a
+`*.orbax-checkpoint-tmp` directory and `latest_step()` returns the previous, restorable step).
 
 All processes call `save`/`restore` (orbax coordinates multi-host writes; only the primary
 process writes metadata).

@@ -4,9 +4,10 @@ Parameters and optimiser states are replicated (`P()`), batches are sharded over
 (`P('data')`). Steps are plain `jax.jit` functions with in/out shardings; XLA's partitioner
 inserts the gradient all-reduce, so an agent written for one device and one global batch is
 data-parallel unchanged and computes the same numbers (the loss is a mean over the *global*
-batch). This sidesteps the shard_map pitfall where gradients of replicated parameters arrive
-already summed over devices (REFERENCE.md). `shard_map` is used only where per-device work
-needs it (generation in jaxaug.augment).
+batch). This sidesteps a shard_map pitfall: with check_vma=True the gradients of replicated (`P()`)
+parameters arrive already summed over devices, so a further pmean makes them N times too large
+(Adam hides it; SGD and gradient clipping do not). `shard_map` is used only where per-device
+work needs it (generation in jaxaug.augment).
 """
 
 from __future__ import annotations
