@@ -1,4 +1,4 @@
-r"""TD3+BC experiment configs (agent: jaxaug/agents/td3bc.py, CORL defaults).
+r"""TD3+BC experiment configs (agent: jaxaug/agents/td3bc.py; CORL's settings = the paper's).
 
   python experiments/train_offline.py --config=configs/td3bc.py:tiny --workdir=/tmp/td3bc
   python experiments/train_offline.py --config=configs/td3bc.py:hopper-medium \
@@ -6,9 +6,15 @@ r"""TD3+BC experiment configs (agent: jaxaug/agents/td3bc.py, CORL defaults).
 
 Presets: default, tiny, small, and <env>-<quality> for env in hopper, halfcheetah, walker2d and
 quality in random, medium, medium-replay, medium-expert, expert (see jaxaug/agents/presets.py).
+CORL's 15 locomotion yamls (`configs/offline/td3_bc/<env>/<dataset>_v2.yaml`) all use the same
+settings (alpha 2.5, state normalisation, raw rewards, batch 256, 1M steps, policy noise 0.2,
+noise clip 0.5, policy delay 2), which are the agent's defaults, so the dataset presets differ
+only in their data file and environment. See docs/methods/td3bc.md.
 """
 
 from jaxaug.agents import presets, td3bc
+
+PRESETS = tuple(presets.all_presets())
 
 
 def get_config(arg=None):

@@ -2,8 +2,12 @@
 
     get_config('tiny')            CPU smoke run, well under a minute
     get_config('small')           CPU run of a few minutes
-    get_config('hopper-medium')   paper scale: 1M steps, batch 256, the D4RL v2 file
-    get_config() / 'default'      paper hyperparameters on the default (embedded) dataset
+    get_config('hopper-medium')   paper scale: 1M steps, batch 256, the D4RL v2 file, and the
+                                  reference code's per-dataset settings for that dataset
+    get_config('hopper-medium+fixes')  the same plus jaxaug's opt-in switches (only for agents
+                                  that have some; see docs/methods/<agent>.md)
+    get_config() / 'default'      the reference code's default hyperparameters on the default
+                                  (embedded) dataset
 
 Per-dataset presets read `d4rl:<data_dir>/<name>-v2.hdf5`; `dataset` is a lazy reference to
 `data_dir`, so `--config.data_dir=/data/d4rl` moves it, and `--config.dataset=...` still
@@ -24,34 +28,53 @@ LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
 D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert")
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".d4rl", "datasets")
 BASE_PRESETS = ("default", "tiny", "small")
+FIXES_SUFFIX = "+fixes"
 
-# hook(config, env_name, quality) -> None: per-dataset agent settings (e.g. DTQL's weights).
+# hook(config, env_name, quality) -> None: per-dataset agent settings (e.g. IQL's actor type).
 DatasetHook = Callable[[ml_collections.ConfigDict, str, str], None]
+# fixes(config) -> None: flips an agent's opt-in switches (the `<preset>+fixes` presets).
+FixesHook = Callable[[ml_collections.ConfigDict], None]
 
 
 def dataset_presets() -> list[str]:
   return [f"{env}-{q}" for env in LOCOMOTION_ENVS for q in D4RL_QUALITIES]
 
 
-def all_presets() -> list[str]:
-  return list(BASE_PRESETS) + dataset_presets()
+def all_presets(with_fixes: bool = False) -> list[str]:
+  """Every preset name `offline_config` accepts (with `with_fixes`: also `<dataset>+fixes`)."""
+  names = list(BASE_PRESETS) + dataset_presets()
+  if with_fixes:
+    names += [p + FIXES_SUFFIX for p in dataset_presets()]
+  return names
 
 
 def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg: str | None,
                    *, tiny_agent: dict | None = None, small_agent: dict | None = None,
                    tiny: dict | None = None, small: dict | None = None,
-                   dataset_hook: DatasetHook | None = None,
+                   base: dict | None = None, dataset_hook: DatasetHook | None = None,
+                   fixes: FixesHook | None = None,
                    config_file: str = "configs/<agent>.py") -> ml_collections.ConfigDict:
   """The base offline config with `agent_name`'s defaults and the preset `arg` applied.
 
   tiny_agent / small_agent override agent fields in those presets (e.g. smaller networks);
-  tiny / small override top-level fields.
+  tiny / small override top-level fields; `base` overrides top-level fields in every preset
+  (e.g. an agent whose reference does not normalise states). `dataset_hook` applies the reference's per-dataset
+  settings in the dataset presets. `fixes`, when given, enables `<dataset>+fixes` presets: the
+  paper preset of that dataset with `fixes` applied on top.
   """
   preset = (arg or "default").strip()
+  known = all_presets(with_fixes=fixes is not None)
+  if preset not in known:
+    raise ValueError(f"unknown preset {preset!r} for {config_file}; expected one of: "
+                     f"{', '.join(known)}")
+  with_fixes = preset.endswith(FIXES_SUFFIX)
+  if with_fixes:
+    preset = preset[:-len(FIXES_SUFFIX)]
   c = offline_base_config()
   c.agent_name = agent_name
   c.agent = agent_config
   c.data_dir = DEFAULT_DATA_DIR  # where the per-dataset presets find D4RL hdf5 files
+  c.update(base or {})
   if preset == "default":
     pass
   elif preset == "tiny":
@@ -74,7 +97,7 @@ def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg
     c.checkpoint_every = 10_000
     c.update(small or {})
     c.agent.update(small_agent or {})
-  elif preset in dataset_presets():
+  else:  # a D4RL dataset
     env_name, quality = preset.split("-", 1)
     c.dataset = "d4rl:" + c.get_ref("data_dir") + f"/{preset}-v2.hdf5"
     c.env_id = LOCOMOTION_ENVS[env_name]
@@ -85,7 +108,6 @@ def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg
     c.checkpoint_every = 50_000
     if dataset_hook is not None:
       dataset_hook(c, env_name, quality)
-  else:
-    raise ValueError(f"unknown preset {preset!r} for {config_file}; expected one of: "
-                     f"{', '.join(all_presets())}")
+    if with_fixes:
+      fixes(c)
   return c
