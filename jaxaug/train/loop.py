@@ -139,7 +139,10 @@ def run_training(
   k = cfg.updates_per_dispatch
 
   init_keys, rng = seed_keys(cfg.seed, cfg.num_seeds)
-  init = jax.vmap(init_fn) if cfg.num_seeds > 1 else init_fn
+  # Seeds are initialised one after another inside the program (lax.map), not vmapped: a vmapped
+  # init batches the orthogonal initialisers' QR into one batched LAPACK call, which deadlocks
+  # jaxlib 0.10.x-0.11.0 on small CPU machines (docs/xla_cpu.md). lax.map gives the same values.
+  init = (lambda keys: jax.lax.map(init_fn, keys)) if cfg.num_seeds > 1 else init_fn
   state = jax.jit(init)(init_keys)
   state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
 
