@@ -119,12 +119,13 @@ def make_sigma_fn(name: str = "lognormal", **kwargs) -> SigmaFn:
 def edm_loss(denoiser: Denoiser, x0: jax.Array, key: jax.Array, cond: Any = None,
              mask: jax.Array | None = None, sigma_fn: SigmaFn = lognormal,
              sigma_data: float = 1.0, use_cond: jax.Array | None = None,
-             return_per_sample: bool = False):
+             return_per_sample: bool = False, mask_mean_counted: bool = False):
   """Weighted denoising loss: lambda(sigma) |D(x0 + sigma n, sigma) - x0|^2.
 
   Averaged over data dimensions, then over the batch (SynthER / GTA). `mask` (broadcastable to
-  x0, 1 = counted) restricts the average over dimensions to the counted entries, e.g. GTA's
-  unused action/reward entries of its last row.
+  x0, 1 = counted) zeroes the error of the entries it leaves out, e.g. GTA's unused action/reward
+  entries of its last row; the average still runs over all entries, as in the official GTA code,
+  unless `mask_mean_counted` (then over the counted entries only).
   """
   k_sigma, k_noise = jax.random.split(key)
   sigma = sigma_fn(k_sigma, (x0.shape[0],))
@@ -137,7 +138,10 @@ def edm_loss(denoiser: Denoiser, x0: jax.Array, key: jax.Array, cond: Any = None
     per_sample = jnp.mean(err, axis=axes)
   else:
     m = jnp.broadcast_to(jnp.asarray(mask, x0.dtype), x0.shape)
-    per_sample = jnp.sum(err * m, axis=axes) / jnp.maximum(jnp.sum(m, axis=axes), 1.0)
+    if mask_mean_counted:
+      per_sample = jnp.sum(err * m, axis=axes) / jnp.maximum(jnp.sum(m, axis=axes), 1.0)
+    else:
+      per_sample = jnp.mean(err * m, axis=axes)
   loss = jnp.mean(per_sample)
   if return_per_sample:
     return loss, per_sample

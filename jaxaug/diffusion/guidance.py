@@ -1,18 +1,17 @@
-"""Classifier-free guidance (Ho & Salimans, 2022) as a wrapper on the denoiser.
+"""Classifier-free guidance (Ho & Salimans, 2022).
 
     D_w(x, sigma, c) = D_u + w (D_c - D_u),   D_c = D(x, sigma, c), D_u = D(x, sigma, null)
 
 Guidance is applied to the denoised estimate, which is equivalent to guiding the score because
-both are affine in D with the same coefficients. The conditional and unconditional passes run as
-ONE network call on a batch of 2B (concatenated along the batch axis), so a sampler pays one
-dispatch per evaluation. `w` is static: w == 1 needs only the conditional pass and w == 0 only
-the unconditional one, so the other pass is not traced at all.
+both are affine in D with the same coefficients.
 
-Differences from the official GTA code (on purpose, REFERENCE.md "Known bugs"):
-  * the guided estimate is used in BOTH Heun stages (the official sampler guides the Euler
-    stage only and corrects with D_c, so its effective guidance is neither w nor 1);
-  * no condition dropout while sampling: dropout is a training-time device only (the official
-    code keeps it on, silently making ~25% of guided samples unconditional).
+The samplers (`jaxaug.diffusion.samplers`, argument `guidance_scale`) implement both guidance
+modes: GTA's official one (guided Euler stage, conditional Heun correction) and jaxaug's
+(`SamplerConfig.guide_correction=True`: the guided estimate in both stages). `cfg` below is the
+second as a plain denoiser wrapper, for code that guides outside the samplers. It runs the
+conditional and unconditional passes as ONE network call on a batch of 2B, and `w` is static:
+w == 1 needs only the conditional pass and w == 0 only the unconditional one, so the other pass
+is not traced at all.
 """
 
 from __future__ import annotations

@@ -6,10 +6,12 @@
     denoiser(state, ema=True) -> D(x, sigma, cond=None, use_cond=None)
 
 `batch` is a dict with 'x' (B, ...) and optionally 'cond' (B, cond_dim) and 'mask' (broadcastable
-to x; 1 = entry counted in the loss). Training follows SynthER / GTA (REFERENCE.md): AdamW lr 3e-4,
-betas (0.9, 0.99), wd 0, cosine schedule, global-norm clipping 1.0, log-normal training noise
-and EDM loss weighting, condition dropout (training only), EMA of the parameters with decay 0.995
-applied every `ema_every` steps (10 in both official codes; 1 = every step). Sampling uses the EMA
+to x; 1 = entry counted in the loss). Training follows the official SynthER / GTA code
+(docs/methods/edm.md): AdamW lr 3e-4, betas (0.9, 0.99), wd 0, cosine schedule, global-norm
+clipping 1.0, log-normal training noise and EDM loss weighting, condition dropout, and an EMA of
+the parameters as ema-pytorch 0.2.5 keeps it (`ema_warmup`): updated every `ema_every` = 10
+steps, a copy of the model for the first `ema_update_after_step` = 100 steps, then the decay
+min(ema_decay, 1 - (1 + epoch / inv_gamma)^-power) (see `ema_decay_at`). Sampling uses the EMA
 parameters. Everything that shapes the program is a static field of the state.
 """
 
@@ -40,6 +42,11 @@ class DiffusionHparams:
   cond_dropout: float = 0.0
   ema_decay: float = 0.995
   ema_every: int = 10
+  ema_warmup: bool = True
+  ema_update_after_step: int = 100
+  ema_inv_gamma: float = 1.0
+  ema_power: float = 2.0 / 3.0
+  mask_mean_counted: bool = False
 
   def sigma_fn(self) -> edm.SigmaFn:
     return edm.make_sigma_fn(self.noise_dist, **dict(self.noise_kwargs))
@@ -75,6 +82,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_steps = 100_000  # length of the cosine schedule
   c.ema_decay = 0.995
   c.ema_every = 10
+  # ema-pytorch 0.2.5 (official GTA / SynthER): copy the model for the first
+  # ema_update_after_step steps, then warm the decay up as min(ema_decay, 1 - (1 + epoch /
+  # ema_inv_gamma)^-ema_power). False: a plain EMA with ema_decay from the first update (jaxaug's
+  # earlier behaviour; short runs then sample weights that still hold much of the random init).
+  c.ema_warmup = True
+  c.ema_update_after_step = 100
+  c.ema_inv_gamma = 1.0
+  c.ema_power = 2.0 / 3.0
+  # Switch (jaxaug, off = official): with a loss mask, average the per-sample error over the
+  # counted entries only; official GTA averages over all entries with masked ones as zeros
+  # (a constant factor, e.g. 768/761 at H=32, D=24).
+  c.mask_mean_counted = False
   return c
 
 
@@ -109,7 +128,18 @@ def hparams_from_config(config) -> DiffusionHparams:
   return DiffusionHparams(
       sigma_data=float(config.sigma_data), noise_dist=config.noise_dist, noise_kwargs=kw,
       cond_dropout=float(config.cond_dropout), ema_decay=float(config.ema_decay),
-      ema_every=int(config.ema_every))
+      ema_every=_positive(config, "ema_every"), ema_warmup=bool(config.get("ema_warmup", True)),
+      ema_update_after_step=int(config.get("ema_update_after_step", 100)),
+      ema_inv_gamma=float(config.get("ema_inv_gamma", 1.0)),
+      ema_power=float(config.get("ema_power", 2.0 / 3.0)),
+      mask_mean_counted=bool(config.get("mask_mean_counted", False)))
+
+
+def _positive(config, name: str) -> int:
+  v = int(config[name])
+  if v < 1:
+    raise ValueError(f"config.{name} must be a positive integer, got {config[name]!r}")
+  return v
 
 
 def build_net(config) -> nn.Module:
@@ -153,19 +183,48 @@ def loss_fn(params, state: DiffusionState, batch: dict, key: jax.Array):
   if cond is not None and hp.cond_dropout > 0:
     use_cond = guidance.drop_condition(k_drop, x.shape[0], hp.cond_dropout)
   return edm.edm_loss(denoiser(state, params=params), x, k_loss, cond, batch.get("mask"),
-                      hp.sigma_fn(), hp.sigma_data, use_cond)
+                      hp.sigma_fn(), hp.sigma_data, use_cond,
+                      mask_mean_counted=hp.mask_mean_counted)
+
+
+def ema_decay_at(step: jax.Array, hp: DiffusionHparams) -> jax.Array:
+  """ema-pytorch 0.2.5's decay for the update after optimiser step `step` (1-based).
+
+  Its counter equals `step` after the update call, so epoch = max(step - after - 1, 0) and the
+  decay is 0 at epoch 0, else clip(1 - (1 + epoch / inv_gamma)^-power, 0, ema_decay).
+  """
+  epoch = jnp.maximum(step - hp.ema_update_after_step - 1, 0).astype(jnp.float32)
+  value = 1.0 - (1.0 + epoch / hp.ema_inv_gamma)**(-hp.ema_power)
+  return jnp.where(epoch <= 0, 0.0, jnp.clip(value, 0.0, hp.ema_decay))
+
+
+def ema_update(ema_params: Any, params: Any, step: jax.Array, hp: DiffusionHparams) -> Any:
+  """The EMA after optimiser step `step` (1-based, already counted), for new `params`."""
+  if not hp.ema_warmup:
+    # Plain EMA every ema_every steps (steps ema_every, 2 ema_every, ...).
+    do_ema = (step % hp.ema_every) == 0
+    decay = jnp.where(do_ema, hp.ema_decay, 1.0)
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+  # ema-pytorch: update() runs after every optimiser step and acts when its pre-increment counter
+  # (step - 1) is a multiple of update_every: steps 1, 11, 21, ... It copies the model while that
+  # counter is <= update_after_step and once more on the first update past it (its `initted`
+  # flag), then lerps towards the model with ema_decay_at(step).
+  before = step - 1
+  do_ema = (before % hp.ema_every) == 0
+  last_copy = (hp.ema_update_after_step // hp.ema_every + 1) * hp.ema_every
+  copy = do_ema & (before <= last_copy)
+  w = jnp.where(do_ema, 1.0 - ema_decay_at(step, hp), 0.0)
+  return jax.tree.map(
+      lambda e, p: jnp.where(copy, p, e + w.astype(e.dtype) * (p - e)), ema_params, params)
 
 
 def update(state: DiffusionState, batch: dict, key: jax.Array):
-  """One AdamW step on the EDM loss, then the (every-`ema_every`-steps) EMA update."""
+  """One AdamW step on the EDM loss, then the EMA update (`ema_update`)."""
   loss, grads = jax.value_and_grad(loss_fn)(state.params, state, batch, key)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   step = state.step + 1
-  hp = state.hparams
-  do_ema = (step % hp.ema_every) == 0
-  decay = jnp.where(do_ema, hp.ema_decay, 1.0)
-  ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+  ema = ema_update(state.ema_params, params, step, state.hparams)
   metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   return state.replace(params=params, ema_params=ema, opt_state=opt_state, step=step), metrics
 

@@ -4,6 +4,11 @@
   windows x of shape (B, H, D). Layout channels-last: (B, H, D, C) with C = 1 at the input.
 * `ResidualMLP`: SynthER's residual MLP over flat rows x of shape (B, D).
 
+Normalisation layers mirror the PyTorch modules of the official code: epsilon 1e-5 (torch's
+default; flax's is 1e-6) and two-pass variance (`use_fast_variance=False`). flax's default
+one-pass variance E[x^2] - E[x]^2 loses precision on rows with a large |mean| / std, which
+MixerUnet's temporal LayerNorm sees (ratios up to ~300 at initialisation).
+
 Both follow the signature expected by `jaxaug.diffusion.edm.precondition`: `c_noise` is (B,),
 `cond` (B, cond_dim) or None, `use_cond` (B,) in {0, 1} or None (= all 1). A dropped condition
 is the *null embedding* (zero), not a zero return (GTA's convention).
@@ -64,10 +69,10 @@ class MixerBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
     b, h, d, c = x.shape
-    feat = nn.LayerNorm(epsilon=1e-5)(x.reshape(b, h, d * c))
+    feat = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False)(x.reshape(b, h, d * c))
     feat = FeedForward(4 * c, d * c)(feat).reshape(b, h, d, c)
     temp = jnp.transpose(x, (0, 2, 3, 1))  # (B, D, C, H)
-    temp = FeedForward(4 * h, h)(nn.LayerNorm(epsilon=1e-5)(temp))
+    temp = FeedForward(4 * h, h)(nn.LayerNorm(epsilon=1e-5, use_fast_variance=False)(temp))
     temp = jnp.transpose(temp, (0, 3, 1, 2))
     y = feat + temp
     if c != self.dim_out:
@@ -101,12 +106,12 @@ class AttentionResidual(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    y = nn.GroupNorm(num_groups=None, group_size=1, epsilon=1e-5)(x)
+    y = nn.GroupNorm(num_groups=None, group_size=1, epsilon=1e-5, use_fast_variance=False)(x)
     return x + LinearAttention()(y)
 
 
 class MixerUnet(nn.Module):
-  """GTA's denoiser (GTA App. A.2; REFERENCE.md "MixerUnet").
+  """GTA's denoiser (GTA App. A.2; docs/methods/edm.md "Denoiser networks").
 
   dim_mults (1, 2, 4, 8) with dim 16 gives channels 16, 32, 64, 128; only the horizon is
   resampled (32 -> 16 -> 8 -> 4 with 4 stages). Embedding: time (random Fourier -> 4*dim ->
@@ -165,7 +170,8 @@ class MixerUnet(nn.Module):
       h = nn.ConvTranspose(d_in, (4, 3), strides=(2, 1), padding="SAME")(h)
 
     h = nn.Conv(self.dim, (3, 3), padding=((1, 1), (1, 1)))(h)
-    h = mish(nn.GroupNorm(num_groups=min(8, self.dim), epsilon=1e-5)(h))
+    h = mish(nn.GroupNorm(num_groups=min(8, self.dim), epsilon=1e-5,
+                          use_fast_variance=False)(h))
     return nn.Conv(1, (1, 1))(h)[..., 0]
 
 
