@@ -46,6 +46,7 @@ def test_windows_count_layout_and_condition():
   assert data.num_windows == 7 + 2 + 9
   skip = windows.build_windows(ds, horizon=8, short_episodes="skip")
   assert skip.num_windows == (10 - 7 + 1) + (12 - 7 + 1)  # the 5-step episode is dropped
+  assert windows.build_windows(ds, horizon=8).num_windows == skip.num_windows  # official default
   pad = windows.build_windows(ds, horizon=8, short_episodes="pad")
   assert pad.num_windows == skip.num_windows + 1
   assert sorted(np.asarray(pad.lengths).tolist())[0] == 5
@@ -125,8 +126,124 @@ def test_reweighting_weights():
   raw = gta.reweight_probabilities(y2, num_bins=10, clip=1e9)
   assert w2.max() / w2.min() <= 5.0 / w2.min() / w2.sum() + 1e-9
   assert raw[-1] > w2[-1]
-  with pytest.raises(ValueError, match="num_bins"):
+  with pytest.raises(ValueError, match="reweight_bins"):
     gta.reweight_probabilities(y, num_bins=50.5)
+
+
+def _official_reweight(returns, bins):
+  """The official sampler weights, transcribed step by step (numpy, float64)."""
+  hist, edges = np.histogram(returns, bins=bins)
+  hist = hist / np.sum(hist)
+  soft = np.exp(edges[1:] / 5.0)
+  soft = soft / np.sum(soft)
+  dist = soft * (hist / (hist + 1e-3))
+  dist = dist / (np.sum(dist) + 1e-7)
+  idx = np.minimum(np.digitize(returns, edges[1:]), bins - 1)
+  w = np.clip(dist[idx] / (hist[idx] + 1e-7), 0.0, 5.0)
+  return w / w.sum()
+
+
+def test_reweighting_matches_official_formula():
+  rng = np.random.default_rng(1)
+  # Window returns (x 0.01) of a hopper-like dataset: a bulk, a tail and some penalised windows.
+  y = np.concatenate([rng.normal(2.0, 0.5, 3000), rng.uniform(3, 4, 40), rng.normal(-0.8, 0.1, 60)])
+  for bins in (20, 50, 100):
+    np.testing.assert_allclose(gta.reweight_probabilities(y, num_bins=bins),
+                               _official_reweight(y, bins), rtol=1e-9, atol=0)
+  # The official yaml's float bin count (50.0) is an integer value: accepted as 50 here (the
+  # official np.histogram call rejects a float).
+  np.testing.assert_allclose(gta.reweight_probabilities(y, num_bins=50.0),
+                             _official_reweight(y, 50), rtol=1e-9)
+
+
+def test_success_episode_weights_official_and_fixed():
+  # 3 episodes: failed (return 0, 4 windows), successful (2 windows), successful (1 window).
+  ep = np.array([0, 0, 0, 0, 1, 1, 2])
+  ret = np.array([0.0, 0.7, 0.2])
+  official = gta.success_episode_probabilities(ep, ret, 10.0, fixed=False)
+  # The official assignment order gives every episode the same weight: episode-uniform.
+  np.testing.assert_allclose(official, [1 / 12] * 4 + [1 / 6] * 2 + [1 / 3])
+  fixed = gta.success_episode_probabilities(ep, ret, 10.0, fixed=True)
+  per_episode = np.array([1.0, 10.0, 10.0]) / 21.0
+  np.testing.assert_allclose(fixed, [per_episode[0] / 4] * 4 + [per_episode[1] / 2] * 2
+                             + [per_episode[2]])
+  with pytest.raises(ValueError, match="success_weight"):
+    gta.success_episode_probabilities(ep, ret, 0.0)
+
+
+def test_window_episodes_and_returns():
+  ds = make_dataset(lengths=(10, 5, 12), terminal=(True, False, True))
+  data = windows.build_windows(ds, horizon=8)  # skip: the 5-step episode is dropped
+  assert np.asarray(data.window_episode).tolist() == [0] * 4 + [1] * 6
+  r = ds.rewards.astype(np.float64).copy()
+  r[9] -= 100.0
+  r[-1] -= 100.0
+  g0 = sum(0.99**k * v for k, v in enumerate(r[:10]))
+  g1 = sum(0.99**k * v for k, v in enumerate(r[15:]))
+  np.testing.assert_allclose(np.asarray(data.episode_returns), [0.01 * g0, 0.01 * g1],
+                             rtol=1e-5)
+
+
+def test_official_decoding_keeps_source_terminals_and_penalty():
+  ds = make_dataset()
+  data = windows.build_windows(ds, horizon=8, short_episodes="pad")
+  idx = jnp.arange(data.num_windows)
+  b = windows.encode(data, idx)
+  src = windows.source_terminals(data, idx)
+  off = windows.flatten_valid(windows.decode(data, b["x"], b["lengths"], src))
+  dec = windows.flatten_valid(windows.decode(data, b["x"], b["lengths"]))
+  starts, lengths = np.asarray(data.starts), np.asarray(data.lengths)
+  pos = np.concatenate([np.arange(s, s + l) for s, l in zip(starts, lengths)])
+  np.testing.assert_array_equal(off["terminals"], ds.terminals[pos])
+  np.testing.assert_array_equal(dec["terminals"], ds.terminals[pos])
+  # Official: the generated reward keeps the -100 of terminal transitions; decoded: true rewards.
+  term = ds.terminals[pos] > 0
+  np.testing.assert_allclose(off["rewards"][term], ds.rewards[pos][term] - 100.0, atol=1e-4)
+  np.testing.assert_allclose(dec["rewards"], ds.rewards[pos], atol=1e-4)
+  # A generated window whose reward code contradicts its source: official keeps the source flag.
+  x = b["x"].at[:, :7, -1].set((-100.0 - data.mean[-1]) / data.std[-1])
+  off2 = windows.flatten_valid(windows.decode(data, x, b["lengths"], src))
+  dec2 = windows.flatten_valid(windows.decode(data, x, b["lengths"]))
+  np.testing.assert_array_equal(off2["terminals"], ds.terminals[pos])
+  assert dec2["terminals"].all()
+
+
+def test_paper_presets_per_dataset():
+  from configs import gta as gcfg
+  bins = {"halfcheetah-medium-replay": 50, "halfcheetah-medium-expert": 20, "hopper-medium": 50,
+          "hopper-medium-replay": 50, "hopper-medium-expert": 50, "walker2d-medium": 100,
+          "walker2d-medium-replay": 50, "walker2d-medium-expert": 50}
+  for name in gcfg.LOCOMOTION:
+    c = gcfg.get_config(name)
+    assert c.dataset.endswith(f"/{name}-v2.hdf5") and c.dataset.startswith("d4rl:")
+    assert c.gta.terminal_penalty == -100.0 and c.gta.guidance_scale == 2.0
+    if name in bins:  # Table 9: reweighting on 8 of 9 datasets
+      assert c.gta.reweight == "return_bins" and c.gta.reweight_bins == bins[name]
+      assert isinstance(c.gta.reweight_bins, int)
+    else:
+      assert name == "halfcheetah-medium" and c.gta.reweight == "none"
+  for name in gcfg.MAZE2D + gcfg.ANTMAZE:
+    c = gcfg.get_config(name)
+    assert c.gta.terminal_penalty == 0.0, name  # terminals mean success on mazes
+    assert c.gta.reweight == "success_episodes" and c.gta.success_weight == 10.0
+    assert c.dataset.endswith("-v1.hdf5" if name.startswith("maze2d") else "-v2.hdf5")
+  # Golden defaults: the official behaviour in every paper preset.
+  for name in ("paper", "tiny") + gcfg.DATASETS:
+    c = gcfg.get_config(name)
+    assert c.gta.short_episodes == "skip" and not c.gta.decode_terminals
+    assert not c.gta.fix_success_weighting and not c.sampler.guide_correction
+    assert not c.sampler.no_sampling_dropout and c.diffusion.cond_dropout == 0.25
+  # data_dir is a lazy reference; +fixes = the paper preset with exactly the FIXES flipped.
+  c = gcfg.get_config("hopper-medium-replay")
+  c.data_dir = "/data/d4rl"
+  assert c.dataset == "d4rl:/data/d4rl/hopper-medium-replay-v2.hdf5"
+  paper = gcfg.get_config("antmaze-umaze").to_dict()
+  fixed = gcfg.get_config("antmaze-umaze+fixes").to_dict()
+  diff = {f"{g}.{k}" for g in paper if isinstance(paper[g], dict) for k in paper[g]
+          if paper[g][k] != fixed[g][k]}
+  assert diff == set(gcfg.FIXES)
+  with pytest.raises(ValueError, match="unknown preset"):
+    gcfg.get_config("hopper-random")
 
 
 def micro_config():
@@ -137,7 +254,7 @@ def micro_config():
       dict(dim=4, dim_mults=(1,), attention=False, cond_dim=1))
   c.sampler.num_steps = 4
   c.windows_per_chunk = 8
-  c.gta.reweight = True
+  c.gta.reweight = "return_bins"
   c.gta.reweight_bins = 5
   return c
 

@@ -2,16 +2,22 @@
 
 Stage A (GTA Sec. 4.1): a return-conditioned EDM diffusion model over windows of H rows
 [s, a, r~] (jaxaug.data.windows), MixerUnet denoiser, condition dropout 0.25 in training.
-Stage B (Sec. 4.2): draw real windows (uniformly, or reweighted towards high returns, Sec. 4.4 /
-App. A.3), noise them partially to sigma_k with k = int(N (1 - noising_ratio)), and denoise the
-remaining steps with classifier-free guidance on the *amplified* return (Eq. 11):
+Stage B (Sec. 4.2): draw real windows (uniformly, or reweighted, Sec. 4.4 / App. A.3), noise them
+partially to sigma_k with k = int(N (1 - noising_ratio)), and denoise the remaining steps with
+classifier-free guidance on the *amplified* return (Eq. 11):
     y' = return_multiplier * y  if y > 0,   (2 - return_multiplier) * y  if y <= 0.
-Stage C: the output is an OfflineDataset of generated transitions (decoded terminals and true
-rewards) for any offline RL agent, concatenated with the real data (GTA's way).
+Stage C: the output is an OfflineDataset of generated transitions for any offline RL agent,
+concatenated with the real data (GTA's way).
 
-Deviations from the official code, on purpose (REFERENCE.md "Known bugs"): no condition dropout
-while sampling; guidance applied in both Heun stages; true rewards in the output; short episodes
-padded (configurable); reweighting works.
+Reweighted drawing of the source windows (`config.gta.reweight`):
+  * 'return_bins' (dense rewards): `reweight_probabilities`, the official formula;
+  * 'success_episodes' (maze datasets): an episode is drawn by weight, then a window uniformly
+    inside it. The official code means to give successful episodes `success_weight` and the
+    others 1, but assigns the weights in an order that gives every episode the same weight
+    (`success_episode_probabilities`); `gta.fix_success_weighting` applies the intended weights.
+
+Where jaxaug differs from the official code, and the switch that controls it, is listed in
+docs/methods/gta.md.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxaug.augment import chunks
 from jaxaug.data import windows
 from jaxaug.data.dataset import OfflineDataset
-from jaxaug.diffusion import guidance, samplers
+from jaxaug.diffusion import samplers
 from jaxaug.diffusion import train as dtrain
 
 
@@ -39,29 +45,82 @@ def amplify_returns(y: jax.Array, return_multiplier: float) -> jax.Array:
 
 def reweight_probabilities(returns: np.ndarray, num_bins: int = 50, smoothing: float = 1e-3,
                            temperature: float = 5.0, clip: float = 5.0) -> np.ndarray:
-  """Per-window sampling weights (GTA App. A.3, from DDOM).
+  """Per-window sampling weights from window returns (GTA App. A.3, after DDOM).
 
-  Window returns are split into `num_bins` equal-width bins with frequencies h_b (fractions).
-  Bin b gets mass p_b propto softmax(u_b / temperature) * h_b / (h_b + smoothing), u_b its upper
+  The returns are split into `num_bins` equal-width bins with frequencies h_b (fractions).
+  Bin b gets mass p_b propto exp(u_b / temperature) * h_b / (h_b + smoothing), u_b its upper
   edge (high-return bins favoured, near-empty bins damped); a window in bin b gets weight
-  p_b / h_b (so that the bins, not the windows, are drawn with p), clipped to [0, clip].
-  Returns weights normalised to sum 1.
+  p_b / h_b (so that bins, not windows, are drawn with p), clipped to [0, clip]. The 1e-7
+  guards are the official code's. Returns the weights normalised to sum 1.
   """
   y = np.asarray(returns, np.float64)
   if y.ndim != 1 or len(y) == 0:
     raise ValueError(f"reweighting needs a non-empty 1-D array of window returns, got {y.shape}")
-  if int(num_bins) != num_bins or num_bins < 1:
-    raise ValueError(f"reweight num_bins must be a positive integer, got {num_bins}")
+  if isinstance(num_bins, bool) or int(num_bins) != num_bins or num_bins < 1:
+    raise ValueError(f"config.gta.reweight_bins must be a positive integer, got {num_bins!r}")
   num_bins = int(num_bins)
   counts, edges = np.histogram(y, bins=num_bins)
   h = counts / counts.sum()
   logits = edges[1:] / temperature
-  soft = np.exp(logits - logits.max())
+  soft = np.exp(logits - logits.max())  # the max shift cancels in the normalisation below
+  soft = soft / soft.sum()
   p = soft * h / (h + smoothing)
-  p = p / p.sum()
-  b = np.clip(np.digitize(y, edges[1:-1]), 0, num_bins - 1)
-  w = np.clip(p[b] / np.maximum(h[b], 1e-12), 0.0, clip)
+  p = p / (p.sum() + 1e-7)
+  b = np.minimum(np.digitize(y, edges[1:]), num_bins - 1)
+  w = np.clip(p[b] / (h[b] + 1e-7), 0.0, clip)
   return w / w.sum()
+
+
+def success_episode_probabilities(window_episode: np.ndarray, episode_returns: np.ndarray,
+                                  success_weight: float, fixed: bool = False) -> np.ndarray:
+  """Per-window probabilities of GTA's sparse-reward reweighting (App. B.2).
+
+  An episode is successful when its return is > 0. An episode is drawn with probability
+  proportional to its weight, then one of its windows uniformly. With `fixed`, successful
+  episodes weigh `success_weight` and the others 1 (the paper). Without (the official code),
+  the weights are assigned as `w[w == 0] = 1; w[w > 0] = success_weight`: the second step also
+  catches the episodes just set to 1, so every episode with a non-negative return ends up with
+  the same weight.
+  """
+  ep = np.asarray(window_episode, np.int64)
+  ret = np.asarray(episode_returns, np.float64).copy()
+  if success_weight <= 0:
+    raise ValueError(f"config.gta.success_weight must be > 0, got {success_weight}")
+  if fixed:
+    w = np.where(ret > 0, float(success_weight), 1.0)
+  else:
+    w = ret
+    w[w == 0] = 1.0
+    w[w > 0] = float(success_weight)
+    # Episodes with a negative return keep it as a weight in the official code (a negative
+    # weight fails there); no maze dataset has one.
+    if (w < 0).any():
+      raise ValueError("success_episodes reweighting: an episode has a negative return; the "
+                       "official weights are undefined (set gta.fix_success_weighting=True)")
+  windows_per_episode = np.bincount(ep, minlength=len(w))
+  p = w[ep] / windows_per_episode[ep]
+  return p / p.sum()
+
+
+REWEIGHT_MODES = ("none", "return_bins", "success_episodes")
+
+
+def window_probabilities(data: windows.WindowData, config) -> np.ndarray | None:
+  """The source-window distribution of `config.gta.reweight` (None = uniform)."""
+  g = config.gta
+  mode = g.reweight
+  if mode not in REWEIGHT_MODES:
+    raise ValueError(f"config.gta.reweight: expected one of {REWEIGHT_MODES}, got {mode!r}")
+  if mode == "return_bins":
+    return reweight_probabilities(np.asarray(data.returns), num_bins=g.reweight_bins,
+                                  smoothing=float(g.reweight_smoothing),
+                                  temperature=float(g.reweight_temperature),
+                                  clip=float(g.reweight_clip))
+  if mode == "success_episodes":
+    return success_episode_probabilities(np.asarray(data.window_episode),
+                                         np.asarray(data.episode_returns),
+                                         float(g.success_weight), bool(g.fix_success_weighting))
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,19 +130,19 @@ class GenerationConfig:
   guidance_scale: float = 2.0
   sampler: samplers.SamplerConfig = samplers.SamplerConfig()
   windows_per_chunk: int = 1000
+  # False (official): terminals copied from the source window, generated rewards kept as they
+  # are (a terminal transition keeps the penalty). True: both decoded from the reward code.
+  decode_terminals: bool = False
 
 
 def generation_config(config) -> GenerationConfig:
   g = config.gta
-  s = config.sampler
   return GenerationConfig(
       noising_ratio=float(g.noising_ratio), return_multiplier=float(g.return_multiplier),
       guidance_scale=float(g.guidance_scale),
-      sampler=samplers.SamplerConfig(
-          num_steps=int(s.num_steps), sigma_min=float(s.sigma_min), sigma_max=float(s.sigma_max),
-          rho=float(s.rho), s_churn=float(s.s_churn), s_tmin=float(s.s_tmin),
-          s_tmax=float(s.s_tmax), s_noise=float(s.s_noise)),
-      windows_per_chunk=int(config.windows_per_chunk))
+      sampler=samplers.sampler_config(config),
+      windows_per_chunk=int(config.windows_per_chunk),
+      decode_terminals=bool(g.decode_terminals) and float(g.terminal_penalty) != 0.0)
 
 
 def prepare(dataset: OfflineDataset, config) -> windows.WindowData:
@@ -112,9 +171,11 @@ def generate_windows(state: dtrain.DiffusionState, data: windows.WindowData, key
     idx = jax.lax.with_sharding_constraint(idx, NamedSharding(mesh, P("data")))
   b = windows.encode(data, idx)
   cond = amplify_returns(b["cond"], gen.return_multiplier)
-  den = guidance.cfg(dtrain.denoiser(state, ema=True), gen.guidance_scale)
-  x = samplers.from_partial_noise(den, k_gen, b["x"], gen.noising_ratio, gen.sampler, cond=cond)
-  out = windows.decode(data, x, b["lengths"])
+  x = samplers.from_partial_noise(dtrain.denoiser(state, ema=True), k_gen, b["x"],
+                                  gen.noising_ratio, gen.sampler, cond=cond,
+                                  guidance_scale=gen.guidance_scale)
+  src_term = None if gen.decode_terminals else windows.source_terminals(data, idx)
+  out = windows.decode(data, x, b["lengths"], src_term)
   out["source_index"] = data.starts[idx]
   out["condition"] = cond[:, 0]
   return out
@@ -124,12 +185,12 @@ def generate_windows(state: dtrain.DiffusionState, data: windows.WindowData, key
 _generate_jit = jax.jit(generate_windows, static_argnames=("gen", "batch_size", "mesh"))
 
 
-def make_chunk_fn(state, data, gen: GenerationConfig, reweight: dict | None = None, mesh=None
+def make_chunk_fn(state, data, gen: GenerationConfig, reweight: np.ndarray | None = None, mesh=None
                   ) -> Callable[[jax.Array], dict[str, np.ndarray]]:
   """chunk_fn(key) -> host arrays of the valid transitions of `windows_per_chunk` windows."""
   log_probs = None
   if reweight is not None:
-    w = reweight_probabilities(np.asarray(data.returns), **reweight)
+    w = np.asarray(reweight)
     with np.errstate(divide="ignore"):
       log_probs = jnp.asarray(np.log(w), jnp.float32)
   if mesh is not None and gen.windows_per_chunk % mesh.devices.size:
@@ -161,10 +222,14 @@ def augment(state, data: windows.WindowData, config, key: jax.Array, num_transit
   """
   gen = generation_config(config)
   g = config.gta
-  reweight = None
-  if g.reweight:
-    reweight = dict(num_bins=int(g.reweight_bins), smoothing=float(g.reweight_smoothing),
+  probs = window_probabilities(data, config)
+  reweight = {"mode": g.reweight}
+  if g.reweight == "return_bins":
+    reweight.update(num_bins=int(g.reweight_bins), smoothing=float(g.reweight_smoothing),
                     temperature=float(g.reweight_temperature), clip=float(g.reweight_clip))
+  elif g.reweight == "success_episodes":
+    reweight.update(success_weight=float(g.success_weight),
+                    fixed=bool(g.fix_success_weighting))
   made = {
       "method": "gta", "noising_ratio": gen.noising_ratio,
       "return_multiplier": gen.return_multiplier, "guidance_scale": gen.guidance_scale,
@@ -172,14 +237,14 @@ def augment(state, data: windows.WindowData, config, key: jax.Array, num_transit
       "horizon": int(g.horizon), "terminal_penalty": float(g.terminal_penalty),
       "discount": float(g.discount), "return_scale": float(g.return_scale),
       "short_episodes": g.short_episodes, "reweight": reweight,
+      "decode_terminals": gen.decode_terminals,
       "num_transitions": int(num_transitions), **(fingerprint_extra or {})}
   t0 = time.time()
-  arrays = chunks.generate_in_chunks(make_chunk_fn(state, data, gen, reweight, mesh), key,
+  arrays = chunks.generate_in_chunks(make_chunk_fn(state, data, gen, probs, mesh), key,
                                      num_transitions, chunk_dir, made, log, max_chunks)
   meta = dict(made, generated_transitions=int(len(arrays["rewards"])),
               generated_terminals=int(arrays["terminals"].sum()),
               wall_seconds=round(time.time() - t0, 3),
-              sampler_evaluations_per_window=samplers.num_evaluations(gen.sampler,
-                                                                      gen.noising_ratio)
-              * (1 if gen.guidance_scale in (0.0, 1.0) else 2))
+              sampler_evaluations_per_window=samplers.num_evaluations(
+                  gen.sampler, gen.noising_ratio, gen.guidance_scale))
   return chunks.to_dataset(arrays, meta, source="gta")

@@ -8,12 +8,16 @@ A window of horizon H is H rows of D = obs_dim + act_dim + 1 features:
     rows n+1 .. H-1 : copies of row n            padding, only in windows of short episodes
 
 `r~` is the reward with GTA's terminal encoding: r - 100 on a transition that truly terminated
-(`terminal_penalty`; no binary terminal channel, GTA App. A.1). Decoding thresholds the generated
-reward at penalty / 2 to recover the terminal flag and adds the penalty back, so the output holds
-true rewards (the official code left -100 in the generated rewards).
+(`terminal_penalty`; no binary terminal channel, GTA App. A.1; 0 on maze datasets, where a
+terminal means success). Decoding has two modes:
+  * official (`decode(..., source_terminals=...)`): the terminal flags are copied from the real
+    window the sample was made from, and the generated reward is kept as generated (so a terminal
+    transition keeps its ~-100);
+  * decoded (`source_terminals=None`): the flag is read from the generated reward
+    (r~ < penalty / 2) and the penalty is added back, so the output holds true rewards.
 
 Windows are stride 1 and lie inside one episode. Episodes with fewer than H - 1 transitions are
-`skip`ped (the official code) or `pad`ded (default): one window from the episode start with
+`skip`ped (default, as the official code) or `pad`ded: one window from the episode start with
 n = episode length valid transitions; the padded rows are masked out of the loss and dropped on
 decoding.
 
@@ -67,9 +71,12 @@ class WindowData(flax.struct.PyTreeNode):
   actions: jax.Array  # (N, act_dim)
   rewards: jax.Array  # (N,) encoded (penalty on terminal transitions)
   next_observations: jax.Array  # (N, obs_dim)
+  terminals: jax.Array  # (N,) 0/1 true terminal flags of the real data
   starts: jax.Array  # (W,) int32 index of the window's first transition
   lengths: jax.Array  # (W,) int32 number of valid transitions (H - 1 unless padded)
   returns: jax.Array  # (W,) scaled discounted return-to-go from the window start
+  window_episode: jax.Array  # (W,) int32 index (among kept episodes) of the window's episode
+  episode_returns: jax.Array  # (E,) scaled discounted return of each kept episode (from its start)
   mean: jax.Array  # (D,) normaliser over raw rows [s, a, r]
   std: jax.Array  # (D,)
   spec: WindowSpec = flax.struct.field(pytree_node=False)
@@ -103,7 +110,7 @@ def fit_row_normalizer(dataset: OfflineDataset, eps: float = 1e-5) -> tuple[np.n
 
 def build_windows(dataset: OfflineDataset, horizon: int = 32, terminal_penalty: float = -100.0,
                   discount: float = 0.99, return_scale: float = 0.01,
-                  short_episodes: str = "pad") -> WindowData:
+                  short_episodes: str = "skip") -> WindowData:
   """All stride-1 windows of `horizon - 1` transitions inside episodes (see module doc)."""
   if horizon < 2:
     raise ValueError(f"window horizon must be >= 2, got {horizon}")
@@ -116,28 +123,35 @@ def build_windows(dataset: OfflineDataset, horizon: int = 32, terminal_penalty: 
   ep_s, ep_e = dataset.episode_starts, dataset.episode_ends
   enc_r = dataset.rewards + terminal_penalty * (dataset.terminals > 0)
   rtg = discounted_returns_to_go(enc_r, ep_s, ep_e, discount)
-  starts, lengths = [], []
+  starts, lengths, episode, ep_return = [], [], [], []
   for s, e in zip(ep_s, ep_e):
     length = e - s + 1
     if length >= n:
       st = np.arange(s, e - n + 2)
-      starts.append(st)
-      lengths.append(np.full(st.shape, n))
     elif short_episodes == "pad":
-      starts.append(np.array([s]))
-      lengths.append(np.array([length]))
+      st = np.array([s])
+    else:
+      continue  # skip: the official loader drops episodes shorter than the window
+    starts.append(st)
+    lengths.append(np.full(st.shape, min(length, n)))
+    episode.append(np.full(st.shape, len(ep_return)))
+    ep_return.append(rtg[s])
   if not starts:
     raise ValueError(f"{dataset.source}: no episode has >= {n} transitions (horizon {horizon}); "
                      "use short_episodes='pad' or a smaller horizon")
   starts = np.concatenate(starts).astype(np.int32)
   lengths = np.concatenate(lengths).astype(np.int32)
+  episode = np.concatenate(episode).astype(np.int32)
   mean, std = fit_row_normalizer(dataset)
   return WindowData(
       observations=jnp.asarray(dataset.observations), actions=jnp.asarray(dataset.actions),
       rewards=jnp.asarray(enc_r.astype(np.float32)),
       next_observations=jnp.asarray(dataset.next_observations),
+      terminals=jnp.asarray((dataset.terminals > 0).astype(np.float32)),
       starts=jnp.asarray(starts), lengths=jnp.asarray(lengths),
       returns=jnp.asarray((rtg[starts] * return_scale).astype(np.float32)),
+      window_episode=jnp.asarray(episode),
+      episode_returns=jnp.asarray((np.asarray(ep_return) * return_scale).astype(np.float32)),
       mean=jnp.asarray(mean), std=jnp.asarray(std),
       spec=WindowSpec(dataset.obs_dim, dataset.act_dim, horizon, float(terminal_penalty)))
 
@@ -193,23 +207,43 @@ def sample_batch(data: WindowData, key: jax.Array, batch_size: int) -> dict:
   return {"x": b["x"], "mask": b["mask"], "cond": b["cond"]}
 
 
-def decode(data: WindowData, x: jax.Array, lengths: jax.Array) -> dict:
+def source_terminals(data: WindowData, idx: jax.Array) -> jax.Array:
+  """(B, H-1) true terminal flags of the real windows `idx` (0 on padded positions)."""
+  n = data.spec.transitions
+  t = jnp.arange(n)
+  pos = data.starts[idx][:, None] + jnp.minimum(t[None, :], data.lengths[idx][:, None] - 1)
+  return jnp.where(t[None, :] < data.lengths[idx][:, None], data.terminals[pos], 0.0)
+
+
+def decode(data: WindowData, x: jax.Array, lengths: jax.Array,
+           source_terminals: jax.Array | None = None) -> dict:
   """Normalised windows (B, H, D) -> transitions (B, H-1, ...) and a validity mask (B, H-1).
 
-  next_observations are the states shifted by one row; terminals come from the reward code
-  (r~ < penalty / 2), and rewards are decoded back to true rewards.
+  next_observations are the states shifted by one row. With `source_terminals` (B, H-1) given
+  (the official code), terminals are those flags and rewards stay as generated (encoded);
+  without, terminals come from the reward code (r~ < penalty / 2) and the rewards are decoded
+  back to true rewards.
   """
   sp = data.spec
   raw = x * data.std + data.mean
   n = sp.transitions
   obs = raw[:, :, :sp.obs_dim]
   r_enc = raw[:, :n, sp.obs_dim + sp.act_dim]
+  valid = jnp.arange(n)[None, :] < lengths[:, None]
+  if source_terminals is not None:
+    return {
+        "observations": obs[:, :n],
+        "actions": raw[:, :n, sp.obs_dim:sp.obs_dim + sp.act_dim],
+        "rewards": r_enc,
+        "next_observations": obs[:, 1:],
+        "terminals": source_terminals.astype(x.dtype),
+        "valid": valid,
+    }
   if sp.terminal_penalty != 0:
     term = (r_enc < sp.terminal_penalty / 2).astype(x.dtype) if sp.terminal_penalty < 0 else \
         (r_enc > sp.terminal_penalty / 2).astype(x.dtype)
   else:
     term = jnp.zeros_like(r_enc)
-  valid = jnp.arange(n)[None, :] < lengths[:, None]
   # Row `length` holds the final next state of padded windows; rows are never read past it.
   return {
       "observations": obs[:, :n],
