@@ -77,6 +77,14 @@ def test_edm_loss_mask_and_weighting():
   masked = edm.edm_loss(d, x0, jax.random.PRNGKey(0), sigma_fn=fixed,
                         mask=jnp.array([1.0, 1.0, 1.0, 0.0]))
   assert float(masked) == 0.0
+  # Official GTA: masked entries count as zeros in a mean over ALL entries (w / 4 here, the error
+  # sits on a counted entry); the mask_mean_counted switch averages over counted entries (w / 3).
+  mask = jnp.array([1.0, 1.0, 0.0, 1.0])
+  official = edm.edm_loss(d, x0, jax.random.PRNGKey(0), sigma_fn=fixed, mask=mask)
+  assert np.isclose(float(official), w / 4)
+  counted = edm.edm_loss(d, x0, jax.random.PRNGKey(0), sigma_fn=fixed, mask=mask,
+                         mask_mean_counted=True)
+  assert np.isclose(float(counted), w / 3)
 
 
 def test_schedule_and_partial_table():
@@ -195,3 +203,134 @@ def test_condition_dropout_rate():
   assert abs(float(m.mean()) - 0.75) < 0.02
   with pytest.raises(ValueError):
     guidance.drop_condition(jax.random.PRNGKey(0), 4, 1.0)
+
+
+def test_churn_off_sampler_does_not_depend_on_the_key_under_jit():
+  # gamma = 0: the churn noise must be multiplied by exactly 0. sqrt(max(s_hat^2 - s^2, 0)) is not
+  # 0 under jit once XLA fuses it into a multiply-add (2.4e-5 key dependence here before the fix).
+  d = lambda x, s, c=None, u=None: 0.5 * x + 0.1 * jnp.tanh(x)
+  x = jnp.linspace(-3.0, 3.0, 40).reshape(20, 2) * 80.0
+  for cfg in [samplers.SamplerConfig(num_steps=16, s_churn=0.0),
+              samplers.SamplerConfig(num_steps=16).deterministic()]:
+    f = jax.jit(lambda k, cfg=cfg: samplers.sample_from(d, k, x, 0, cfg))
+    a, b = f(jax.random.PRNGKey(0)), f(jax.random.PRNGKey(1))
+    assert jnp.array_equal(a, b), float(jnp.max(jnp.abs(a - b)))
+  # With churn on, the key matters (the test can tell the two apart).
+  f = jax.jit(lambda k: samplers.sample_from(d, k, x, 0, samplers.SamplerConfig(num_steps=16)))
+  assert not jnp.array_equal(f(jax.random.PRNGKey(0)), f(jax.random.PRNGKey(1)))
+
+
+def _toy_conditional(x, sigma, cond, use_cond):
+  """A nonlinear denoiser whose conditional and unconditional outputs differ."""
+  s = edm._expand(sigma, x)
+  u = edm._expand(use_cond, x)
+  base = jnp.tanh(x) * s / (1.0 + s)
+  return base + u * 0.3 * cond + (1.0 - u) * (-0.7) / (1.0 + s)
+
+
+def _reference_guided_chain(x, cond, sigmas, w, guide_correction):
+  """Hand-written Heun chain (no churn) with classifier-free guidance, float64 numpy."""
+  x = np.asarray(x, np.float64)
+  c = np.asarray(cond, np.float64)
+
+  def den(xx, s, use):
+    return np.tanh(xx) * s / (1 + s) + use * 0.3 * c + (1 - use) * (-0.7) / (1 + s)
+
+  def guided(xx, s):
+    return den(xx, s, 0.0) + w * (den(xx, s, 1.0) - den(xx, s, 0.0))
+
+  for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+    d = (x - guided(x, s)) / s
+    x_eul = x + (s_next - s) * d
+    if s_next == 0:
+      x = x_eul
+      continue
+    if guide_correction:
+      d2_den = guided(x_eul, s_next)
+    else:  # official: the correction uses the conditional output (unconditional at w = 0)
+      d2_den = den(x_eul, s_next, 0.0 if w == 0 else 1.0)
+    x = x + 0.5 * (s_next - s) * (d + (x_eul - d2_den) / s_next)
+  return x
+
+
+@pytest.mark.parametrize("guide_correction", [False, True])
+@pytest.mark.parametrize("w", [0.0, 0.5, 1.0, 2.0])
+def test_guided_sampler_matches_hand_written_reference(w, guide_correction):
+  cfg = samplers.SamplerConfig(num_steps=6, s_churn=0.0, guide_correction=guide_correction)
+  x = jax.random.normal(jax.random.PRNGKey(0), (7, 3)) * 3.0
+  cond = jnp.linspace(-1.0, 1.0, 7)[:, None] * jnp.ones((7, 3))
+  start = 2
+  out = jax.jit(lambda k: samplers.sample_from(_toy_conditional, k, x, start, cfg, cond,
+                                               guidance_scale=w))(jax.random.PRNGKey(1))
+  sig = np.asarray(samplers.edm_sigmas(6), np.float64)[start:]
+  ref = _reference_guided_chain(x, cond, sig, w, guide_correction)
+  np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-5, atol=1e-5)
+  # The two modes really differ at w = 2 (the reference above can tell them apart).
+  if w == 2.0:
+    other = _reference_guided_chain(x, cond, sig, w, not guide_correction)
+    assert np.max(np.abs(other - ref)) > 1e-3  # 100x the tolerance above
+
+
+@pytest.mark.parametrize("guide_correction,w,expected", [
+    (False, 2.0, 11), (False, 1.0, 11), (False, 0.0, 11),  # 3n - 1, n = 4
+    (True, 2.0, 14), (True, 1.0, 7), (True, 0.0, 7),  # 2 (2n - 1); one pass at w in {0, 1}
+    (False, None, 7)])
+def test_guided_evaluation_counts(guide_correction, w, expected):
+  cfg = samplers.SamplerConfig(num_steps=8, guide_correction=guide_correction)
+  rows = []
+
+  def d(x, s, cond, use_cond):
+    rows.append(x.shape[0])
+    return 0.5 * x
+
+  b = 3
+  with jax.disable_jit():  # scan runs step by step, so every call is seen
+    samplers.from_partial_noise(d, jax.random.PRNGKey(0), jnp.zeros((b, 2)), 0.5, cfg,
+                                cond=jnp.zeros((b, 1)), guidance_scale=w)
+  assert sum(rows) == expected * b
+  assert samplers.num_evaluations(cfg, 0.5, w) == expected
+  # The paper setting: 128 steps, mu = 0.5 (64 steps): 191 official, 254 with guide_correction.
+  assert samplers.num_evaluations(samplers.SamplerConfig(), 0.5, 2.0) == 191
+  assert samplers.num_evaluations(samplers.SamplerConfig(guide_correction=True), 0.5, 2.0) == 254
+
+
+def test_sampling_condition_dropout_official_and_switch():
+  from jaxaug.train.config import generator_base_config
+
+  def d(x, s, cond, use_cond):
+    return jnp.broadcast_to(edm._expand(use_cond, x), x.shape)
+
+  cond = jnp.ones((20000, 1))
+  x = jnp.zeros((20000, 1))
+  for p, mean in [(0.25, 0.75), (0.0, 1.0)]:
+    cfg = samplers.SamplerConfig(num_steps=2, cond_dropout=p)
+    first, second = samplers._stages(d, cfg, cond, 1.0)
+    s = jnp.ones((20000,))
+    # Official mode at w = 1: the Euler estimate is d_u + (d_c - d_u) = the (dropped) mask.
+    assert abs(float(first(x, s, jax.random.PRNGKey(0)).mean()) - mean) < 0.01
+    assert abs(float(second(x, s, jax.random.PRNGKey(1)).mean()) - mean) < 0.01
+  # Config: official default keeps the training dropout; the switch turns it off.
+  c, _ = generator_base_config("gta", 10, 10)
+  c.diffusion.cond_dropout = 0.25
+  assert c.sampler.guide_correction is False and c.sampler.no_sampling_dropout is False
+  assert samplers.sampler_config(c).cond_dropout == 0.25
+  assert samplers.sampler_config(c).guide_correction is False
+  c.sampler.no_sampling_dropout = True
+  c.sampler.guide_correction = True
+  assert samplers.sampler_config(c).cond_dropout == 0.0
+  assert samplers.sampler_config(c).guide_correction is True
+  with pytest.raises(ValueError, match="cond_dropout"):
+    samplers.SamplerConfig(cond_dropout=1.0)
+  with pytest.raises(ValueError, match="condition"):
+    samplers.sample_from(d, jax.random.PRNGKey(0), x, 0, cfg, None, guidance_scale=2.0)
+
+
+def test_full_noising_ratio_starts_from_pure_noise():
+  # Official: mu = 1 starts at sigma_max * eps without the real data (not x_real + sigma_max eps).
+  d = gaussian_denoiser(MU, COV)
+  cfg = samplers.SamplerConfig(num_steps=8)
+  a = samplers.from_partial_noise(d, jax.random.PRNGKey(3), jnp.full((5, 2), 30.0), 1.0, cfg)
+  b = samplers.from_partial_noise(d, jax.random.PRNGKey(3), jnp.zeros((5, 2)), 1.0, cfg)
+  c = samplers.heun_sample(d, jax.random.PRNGKey(3), (5, 2), cfg)
+  assert jnp.array_equal(a, b)
+  np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-5)
