@@ -12,6 +12,12 @@ by the dataset's state std) and the mean absolute error of generated rewards vs 
 generated first state is from the condition (normalised MSE; the stored trajectory replaces it
 by the true start state, but a large value shows a generator that ignores its condition), and
 the dynamic MSE and reward error of all its k - 1 transitions before pruning.
+
+Actions outside the environment's action range are counted, not hidden: `action_out_of_range`
+gives the stored rows (and action entries) whose generated action lay outside the range, and
+`per_generator` the same share per generator. The actions passed to the oracle are the ones
+the online loop stores: clipped when `config.atradiff.clip_actions` (the default), raw
+otherwise.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+from jaxaug import envs
 from jaxaug.augment.atradiff import diffuser as adiff
+from jaxaug.augment.atradiff import store as astore
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
 from jaxaug.metrics.quality import quality_metrics
-from jaxaug.train.checkpoint import Checkpointer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/atradiff.py:tiny", "ATraDiff config")
 _DIR = flags.DEFINE_string("diffuser_dir", "", "trained diffuser (an atradiff_diffuser dir)")
@@ -37,8 +44,10 @@ _N = flags.DEFINE_integer("num_starts", 512, "offline start states")
 _SEED = flags.DEFINE_integer("seed", 0, "seed")
 
 
-def per_generator_quality(d, key, start_states: np.ndarray, env_id: str, stats: NormStats):
-  """{k: first_state_err, mse, reward_abs_err} of every generator on the same start states."""
+def per_generator_quality(d, key, start_states: np.ndarray, env_id: str, stats: NormStats,
+                          max_action: float = 1.0, clip_actions: bool = True):
+  """{k: first_state_err, mse, reward_abs_err, out_of_range_entry_share} of every generator on
+  the same start states (actions clipped to +-max_action first if clip_actions)."""
   od, ad = d.spec.obs_dim, d.spec.act_dim
   cond = adiff.condition(d, jnp.asarray(start_states))
   windows = jax.jit(lambda k, c: adiff.generate_windows(d, k, c))(key, cond)
@@ -50,10 +59,15 @@ def per_generator_quality(d, key, start_states: np.ndarray, env_id: str, stats: 
     first_err = float((((states[:, 0] - start_states) / std) ** 2).mean())
     states[:, 0] = start_states  # what synthesize stores
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
-    q = quality_metrics(env_id, flat(states[:, :-1]), np.clip(flat(raw[:, :-1, od:od + ad]), -1, 1),
-                        flat(states[:, 1:]), rewards=flat(raw[:, :-1, -1]), obs_stats=stats)
+    actions = flat(raw[:, :-1, od:od + ad])
+    outside = float((np.abs(actions) > max_action).mean())
+    if clip_actions:
+      actions = np.clip(actions, -max_action, max_action)
+    q = quality_metrics(env_id, flat(states[:, :-1]), actions, flat(states[:, 1:]),
+                        rewards=flat(raw[:, :-1, -1]), obs_stats=stats)
     out[int(k_len)] = {"first_state_err": first_err, "mse": q["mse"],
-                       "reward_abs_err": q["reward_abs_err"]}
+                       "reward_abs_err": q["reward_abs_err"],
+                       "out_of_range_entry_share": outside}
   return out
 
 
@@ -63,20 +77,23 @@ def main(argv):
   acfg = config.atradiff
   ds = load_dataset(acfg.offline_dataset)
   key = jax.random.key(_SEED.value)
-  if _DIR.value:
-    ckpt = Checkpointer(_DIR.value, max_to_keep=1)
-    if ckpt.latest_step() is None:
+  if _DIR.value:  # refuses a diffuser trained on another dataset or diffuser config
+    d, _ = astore.restore(_DIR.value, key, ds, acfg,
+                          astore.fingerprint(ds, acfg.offline_dataset, acfg))
+    if d is None:
       raise ValueError(f"--diffuser_dir {_DIR.value}: no trained diffuser there")
-    d = ckpt.restore(ckpt.latest_step(), adiff.train_diffuser(key, ds, acfg, train=False))
-    ckpt.close()
   else:
     d = adiff.train_diffuser(key, ds, acfg)
   rng = np.random.default_rng(_SEED.value)
   idx = rng.choice(len(ds), size=min(_N.value, len(ds)), replace=False)
   q = int(acfg.queue_size)
   terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)
-  fn = jax.jit(functools.partial(adiff.synthesize, terminal_fn=terminal_fn))
+  max_action = float(envs.env_spec(config.env_id).max_action)
+  clip = bool(acfg.get("clip_actions", True))
+  fn = jax.jit(functools.partial(adiff.synthesize, terminal_fn=terminal_fn,
+                                 max_action=max_action, clip_actions=clip))
   obs, act, nxt, rew, term, lengths, gens = [], [], [], [], [], [], []
+  out_rows = out_entries = 0
   for i in range(0, len(idx), q):
     part = ds.observations[idx[i:i + q]]
     m = len(part)
@@ -92,12 +109,13 @@ def main(argv):
     term.append(np.asarray(tr.terminals)[mask])
     lengths.append(np.asarray(info["length"])[:m])
     gens.append(np.asarray(info["generator"])[:m])
+    out_rows += int(info["out_of_range_rows"])
+    out_entries += int(info["out_of_range_entries"])
   obs, act, nxt, rew, term = (np.concatenate(x) for x in (obs, act, nxt, rew, term))
   lengths, gens = np.concatenate(lengths), np.concatenate(gens)
   env_id = config.env_id
   stats = NormStats.fit(ds.observations)
-  syn = quality_metrics(env_id, obs, np.clip(act, -1, 1), nxt, rewards=rew, terminals=term,
-                        obs_stats=stats)
+  syn = quality_metrics(env_id, obs, act, nxt, rewards=rew, terminals=term, obs_stats=stats)
   real_idx = rng.choice(len(ds), size=min(len(obs), len(ds)), replace=False)
   real = quality_metrics(env_id, ds.observations[real_idx], ds.actions[real_idx],
                          ds.next_observations[real_idx], rewards=ds.rewards[real_idx],
@@ -111,12 +129,17 @@ def main(argv):
       "num_trajectories": int(len(lengths)), "num_transitions": int(len(obs)),
       "terminal_fn": acfg.get("terminal_fn", "none"), "terminal_rate": float(term.mean()),
       "kept_length_mean": float(lengths.mean()),
+      "action_out_of_range": {
+          "max_action": max_action, "clipped": clip, "rows": out_rows,
+          "row_share": out_rows / max(len(obs), 1), "entries": out_entries,
+          "entry_share": out_entries / max(act.size, 1)},
       "kept_length_quantiles_10_50_90": np.quantile(lengths, [0.1, 0.5, 0.9]).tolist(),
       "generator_counts": {int(k): int((gens == i).sum()) for i, k in enumerate(d.spec.lengths)},
       "synthetic": {k: syn[k] for k in keep}, "real": {k: real[k] for k in keep},
       "random_pairing_mse": shuffled["mse"],
       "per_generator": per_generator_quality(d, jax.random.fold_in(key, 7),
-                                             ds.observations[idx[:256]], env_id, stats),
+                                             ds.observations[idx[:256]], env_id, stats,
+                                             max_action, clip),
   }
   print(json.dumps(out, indent=1))
 

@@ -379,13 +379,13 @@ def test_generation_is_one_batched_call_per_round(tiny_augmenter):
     rng = np.random.default_rng(0)
     from jaxaug.data.loaders import load_dataset
     ds = load_dataset(config.atradiff.offline_dataset)
-    for s in ds.observations[rng.choice(len(ds), q + 5, replace=False)]:
+    for s in ds.observations[rng.choice(len(ds), q - 3, replace=False)]:
       aug._enqueue(s)
     before = int(aug.state.synthetic.size)
-    queued = aug.queue[:q].copy()
+    queued = aug.queue[:q - 3].copy()
     out = aug.generation_round()
-    assert len(calls) == 1 and calls[0] == (q, 11)  # the whole queue in one call
-    assert len(out["length"]) == q and aug.queue_count == 5  # the rest waits for next round
+    assert len(calls) == 1 and calls[0] == (q, 11)  # the whole queue in one padded call
+    assert len(out["length"]) == q - 3 and aug.queue_count == 0
     presets = np.asarray(sorted(config.atradiff.lengths))
     assert np.all(out["length"] >= 1)
     assert np.all(out["length"] <= presets[out["generator"]] - 1)
@@ -397,14 +397,85 @@ def test_generation_is_one_batched_call_per_round(tiny_augmenter):
     nxt = np.asarray(aug.state.synthetic.data.next_observations)
     np.testing.assert_allclose(obs[firsts[0] + 1:firsts[0] + out["length"][0]],
                                nxt[firsts[0]:firsts[0] + out["length"][0] - 1], atol=1e-6)
-    aug.generation_round()
-    assert len(calls) == 2 and aug.queue_count == 0
   finally:
     aug._gen_fn = inner
   # the expected length L came from preliminary generation and sets the store probability
   assert aug.expected_length >= 1.0
   np.testing.assert_allclose(aug.p_store, abuffer.store_probability(
       config.atradiff.synthetic_ratio, aug.expected_length))
+
+
+def test_stored_synthetic_actions_are_clipped_to_the_action_range(tiny_augmenter):
+  """Defect: the tiny generator samples most action entries outside [-1, 1] and they went into
+  D_s as they were. Now they are clipped before storing, and counted."""
+  config, _, aug = tiny_augmenter
+  assert config.atradiff.clip_actions is True  # the default of every preset
+  from jaxaug.data.loaders import load_dataset
+  ds = load_dataset(config.atradiff.offline_dataset)
+  before = dict(aug.counters)
+  start = int(aug.state.synthetic.ptr)
+  for s in ds.observations[:config.atradiff.queue_size]:
+    aug._enqueue(s)
+  out = aug.generation_round()
+  n = int(out["length"].sum())
+  acts = np.asarray(aug.state.synthetic.data.actions)[start:start + n]
+  assert n > 0 and np.abs(acts).max() <= 1.0
+  clipped_rows = aug.counters["clipped_rows"] - before["clipped_rows"]
+  clipped = aug.counters["clipped_entries"] - before["clipped_entries"]
+  assert 0 < clipped_rows <= n and clipped_rows <= clipped <= 3 * n
+  assert np.isclose(np.abs(acts), 1.0).sum() >= clipped  # the clipped entries sit on the bound
+  assert aug.metrics()["atradiff/clipped_entries"] == aug.counters["clipped_entries"]
+
+
+def test_synthesize_counts_out_of_range_actions_and_clips_only_when_asked():
+  from jaxaug.augment.atradiff import diffuser as adiff
+  c = _config().atradiff
+  ds = _toy_dataset(lengths=(12, 15, 9))
+  d = adiff.train_diffuser(jax.random.key(0), ds, c, train=False)  # untrained: wide samples
+  starts = jnp.asarray(np.random.default_rng(0).normal(size=(8, 2)), jnp.float32)
+  valid = jnp.arange(8) < 6
+  # without a bound nothing is counted or changed (the old call signature)
+  plain, mask, info0 = jax.jit(adiff.synthesize)(d, jax.random.key(1), starts, valid)
+  assert "out_of_range_rows" not in info0
+  m = np.asarray(mask)
+  bound = float(np.median(np.abs(np.asarray(plain.actions)[m])))  # half the entries outside
+  run = jax.jit(adiff.synthesize, static_argnames=("max_action", "clip_actions"))
+  raw, _, info = run(d, jax.random.key(1), starts, valid, max_action=bound, clip_actions=False)
+  clipped, mask2, info2 = run(d, jax.random.key(1), starts, valid, max_action=bound)
+  np.testing.assert_array_equal(m, np.asarray(mask2))
+  np.testing.assert_array_equal(np.asarray(plain.actions), np.asarray(raw.actions))
+  a_raw, a_clip = np.asarray(raw.actions)[m], np.asarray(clipped.actions)[m]
+  outside = np.abs(a_raw) > bound
+  assert outside.any() and not outside.all()
+  assert int(info["out_of_range_entries"]) == int(info2["out_of_range_entries"]) == outside.sum()
+  assert int(info["out_of_range_rows"]) == outside.any(axis=1).sum()
+  np.testing.assert_allclose(a_clip, np.clip(a_raw, -bound, bound))
+
+
+def test_full_queue_generates_early_and_never_drops_a_state(tiny_augmenter):
+  """Defect: with store probability x generation_interval above queue_size the old queue
+  dropped the oldest states (the tiny preset reached |D_s| / |D_o| = 0.40 instead of 1.0)."""
+  config, _, aug = tiny_augmenter
+  q = int(config.atradiff.queue_size)
+  buf = replay.init_buffer(11, 3, 64)
+  saved_p, saved_interval = aug.p_store, config.atradiff.generation_interval
+  before = dict(aug.counters)
+  aug.p_store = 1.0  # every step queues its next state
+  config.atradiff.generation_interval = 10 ** 6  # no interval round within this test
+  try:
+    rng = np.random.default_rng(1)
+    n_steps = 5 * q + 3  # more than the old queue's 4 q slots
+    for step in range(n_steps):
+      aug.after_step(10 ** 6 + step, rng.normal(size=11).astype(np.float32), 0.0, False, False,
+                     None, buf)
+  finally:
+    aug.p_store, config.atradiff.generation_interval = saved_p, saved_interval
+  d = {k: aug.counters[k] - before[k] for k in aug.counters}
+  assert d["queued"] == n_steps
+  assert d["early_rounds"] == d["rounds"] == 5
+  assert d["trajectories"] + aug.queue_count == n_steps  # every queued state is (to be) used
+  aug.generation_round()
+  assert aug.queue_count == 0
 
 
 def test_tiny_end_to_end_online_run(tiny_augmenter, tmp_path):
@@ -419,7 +490,70 @@ def test_tiny_end_to_end_online_run(tiny_augmenter, tmp_path):
   assert summary["steps"] == 450
   assert ex["atradiff/rounds"] >= 3 and ex["atradiff/synthetic_size"] > 0
   assert ex["atradiff/adapt_rounds"] == 1
-  # D_s / D_o near rho / (1 - rho) = 1 (loose: few hundred steps)
-  assert 0.3 < ex["atradiff/synthetic_to_real"] < 3.0
+  # The realised |D_s| / |D_o| is logged next to its target rho / (1 - rho) = 1 and is close to
+  # it (it was 0.40 while the queue dropped states; measured 1.01 with this run).
+  assert ex["atradiff/synthetic_to_real_target"] == pytest.approx(1.0)
+  assert ex["atradiff/synthetic_to_real"] == pytest.approx(1.0, rel=0.15)
+  assert ex["atradiff/early_rounds"] > 0  # this preset queues more than queue_size per interval
+  assert ex["atradiff/trajectories"] == ex["atradiff/queued"]  # nothing dropped or left over
   lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert any("atradiff/synthetic_size" in l for l in lines)
+  assert any("atradiff/synthetic_to_real_target" in l for l in lines)
+
+
+def test_augmenter_refuses_a_diffuser_dir_trained_with_another_config(tiny_augmenter):
+  config, workdir, _ = tiny_augmenter
+  other = _config("tiny")
+  other.atradiff.diffuser_dir = os.path.join(workdir, "atradiff_diffuser")
+  other.atradiff.generator_steps = 51
+  with pytest.raises(ValueError, match=r"generator_steps: trained with 50, this run 51"):
+    aonline.ATraDiffAugmenter(other, EnvSpec(11, 3, 1.0, "Hopper-v5"), None)
+
+
+# ------------------------------------------------------------------------- diffuser reuse
+
+def test_diffuser_dir_refuses_another_dataset_or_config(tmp_path):
+  """Defect: a diffuser found in diffuser_dir was reused whatever it had been trained on."""
+  from jaxaug.augment.atradiff import diffuser as adiff
+  from jaxaug.augment.atradiff import store as astore
+  c = _config().atradiff
+  ds = _toy_dataset(lengths=(12, 15, 9))
+  d = adiff.train_diffuser(jax.random.key(0), ds, c, train=False)
+  fp = astore.fingerprint(ds, "toy:a", c)
+  lfp = astore.length_fingerprint(c, "Hopper-v5")
+  directory = str(tmp_path / "diffuser")
+  astore.save(directory, d, fp, 3.5, lfp)
+  # same data (under another spec) and config: reused, with its L
+  got, meta = astore.restore(directory, jax.random.key(5), ds, c,
+                             astore.fingerprint(ds, "toy:b", c))
+  assert meta["expected_length"] == 3.5 and meta["length_fingerprint"] == lfp
+  np.testing.assert_array_equal(np.asarray(got.stats.mean), np.asarray(d.stats.mean))
+  # one reward changed: another dataset, refused with both names
+  other = _toy_dataset(lengths=(12, 15, 9))
+  other.rewards[3] += 1.0
+  with pytest.raises(ValueError, match=r"trained on dataset 'toy:a'.*offline_dataset is 'toy:c'"):
+    astore.restore(directory, jax.random.key(5), other, c, astore.fingerprint(other, "toy:c", c))
+  # another generator width: refused, naming the field and both values
+  c2 = _config().atradiff
+  c2.denoiser_width = 48
+  with pytest.raises(ValueError, match=r"denoiser_width: trained with 32, this run 48"):
+    astore.restore(directory, jax.random.key(5), ds, c2, astore.fingerprint(ds, "toy:a", c2))
+  # a diffuser saved without a fingerprint (before this check existed) is not trusted
+  from jaxaug.train.checkpoint import Checkpointer
+  old = str(tmp_path / "old")
+  ck = Checkpointer(old, max_to_keep=1)
+  ck.save(0, d, meta={"expected_length": 3.0})
+  ck.wait()
+  ck.close()
+  with pytest.raises(ValueError, match="without a training fingerprint"):
+    astore.restore(old, jax.random.key(5), ds, c, fp)
+  # an empty directory: nothing to reuse
+  assert astore.restore(str(tmp_path / "empty"), jax.random.key(5), ds, c, fp) == (None, None)
+
+
+def test_sampler_settings_only_recompute_the_expected_length():
+  from jaxaug.augment.atradiff import store as astore
+  c = _config().atradiff
+  c2 = _config().atradiff
+  c2.num_sample_steps = 8
+  assert astore.diffuser_fingerprint(c) == astore.diffuser_fingerprint(c2)
+  assert astore.length_fingerprint(c, "Hopper-v5") != astore.length_fingerprint(c2, "Hopper-v5")

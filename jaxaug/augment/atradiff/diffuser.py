@@ -210,7 +210,8 @@ def terminal_fn_from_config(config: ml_collections.ConfigDict, env_id: str):
 
 def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, valid: jax.Array,
                task_ids: jax.Array | None = None,
-               terminal_fn: Callable[[jax.Array], jax.Array] | None = None):
+               terminal_fn: Callable[[jax.Array], jax.Array] | None = None,
+               max_action: float | None = None, clip_actions: bool = True):
   """Synthetic trajectories from a queue of raw start states, in one call (jit it).
 
   Args:
@@ -220,13 +221,20 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
     terminal_fn: optional termination rule on next states (jaxaug.envs.termination): a
       trajectory then ends at its first terminal transition, which is stored with terminal = 1
       (without it every transition is stored with terminal = 0, the paper's setting).
+    max_action: the environment's action bound (actions live in [-max_action, max_action]).
+      Given, the stored rows' out-of-range action entries are counted (info) and, with
+      `clip_actions`, clipped to the bound: a generator trained on in-range actions still
+      samples outside the range (its Gaussian noise is unbounded), and a critic trained on such
+      rows is fitted on actions the policy can never take.
 
   Returns:
     transitions: Transitions with Q * (K - 1) rows (K = max length), row q * (K-1) + j being
       transition j of trajectory q;
     mask: (Q * (K - 1),) bool, the rows to store;
     info: {'length': (Q,) kept transitions per trajectory (0 where invalid),
-      'generator': (Q,) index of the chosen length}.
+      'generator': (Q,) index of the chosen length; with max_action also
+      'out_of_range_rows' / 'out_of_range_entries': stored rows with an action outside the
+      bound and such action entries, counted before clipping}.
   """
   spec = diffuser.spec
   q = start_states.shape[0]
@@ -259,6 +267,13 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
     terminals = term & (j == first[:, None])
   mask = j < length[:, None]
   terminals = terminals & mask  # a terminal after the pruned end is not stored
+  info = {"length": length, "generator": choice}
+  if max_action is not None:
+    outside = (jnp.abs(actions) > max_action) & mask[:, :, None]
+    info["out_of_range_entries"] = jnp.sum(outside, dtype=jnp.int32)
+    info["out_of_range_rows"] = jnp.sum(outside.any(axis=-1), dtype=jnp.int32)
+    if clip_actions:
+      actions = jnp.clip(actions, -max_action, max_action)
   last = (j == (length[:, None] - 1)) & ~terminals
   n = q * (kmax - 1)
   flat = lambda x: x.reshape((n,) + x.shape[2:])
@@ -266,4 +281,4 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
       observations=flat(states[:, :-1]), actions=flat(actions), rewards=flat(rewards),
       next_observations=flat(states[:, 1:]), terminals=flat(terminals.astype(jnp.float32)),
       timeouts=flat(last.astype(jnp.float32)))
-  return transitions, flat(mask), {"length": length, "generator": choice}
+  return transitions, flat(mask), info

@@ -5,10 +5,14 @@ policy updates, and online adaptation (ATraDiff Sec. 4.2-4.3).
 
 * `after_step(...)` (host, every env step): with probability rho / ((1 - rho) L) the stored
   next state s' is queued (never after a true terminal: nothing follows it). Every
-  `generation_interval` env steps, up to `queue_size` queued states are synthesised in ONE
-  jitted call (`_generation_round`: length estimate, all generators, pruning, masked write into
-  D_s); the queue is fixed-size so the call compiles once. Every `adapt_every` env steps (if
-  `adapt`), the generators are fine-tuned in one jitted call (`_adaptation_round`).
+  `generation_interval` env steps, and as soon as `queue_size` states are waiting, the queued
+  states are synthesised in ONE jitted call (`_generation_round`: length estimate, all
+  generators, pruning, action clipping, masked write into D_s); the call always takes
+  `queue_size` states (padded) so it compiles once. No queued state is ever dropped, so
+  |D_s| / |D_o| follows rho / (1 - rho) whatever queue_size and generation_interval are
+  (logged as `atradiff/synthetic_to_real` next to `atradiff/synthetic_to_real_target`). Every
+  `adapt_every` env steps (if `adapt`), the generators are fine-tuned in one jitted call
+  (`_adaptation_round`).
 * `sample_fn(buf, key, n, aux)` (inside the loop's jitted step): rows from D_s with probability
   rho, else from D_o (`buffer.sample`); with `offline_ratio` > 0 (RLPD) that share of every
   minibatch comes from the offline dataset first (symmetric sampling), the rest from D.
@@ -16,7 +20,7 @@ policy updates, and online adaptation (ATraDiff Sec. 4.2-4.3).
   parameters and optimiser states, importance buffers, the host queue).
 
 Differences from the paper, on purpose: generation is deferred to the next round (at most
-`generation_interval` env steps late) so that it is batched; store decisions use a
+`generation_interval` env steps late, earlier when the queue is full) so that it is batched; store decisions use a
 counter-based RNG (seed, env step) so they are reproduced on resume. With `terminal_fn = "env"`
 (default) synthetic trajectories end at their first terminal state under the environment's
 termination rule, stored as terminal; the paper does not say how it treats terminals.
@@ -41,6 +45,7 @@ from jaxaug.augment.atradiff import buffer as abuffer
 from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.augment.atradiff import importance as aimp
+from jaxaug.augment.atradiff import store as astore
 from jaxaug.data import replay
 from jaxaug.data.dataset import OfflineDataset, Transitions, sample_transitions
 from jaxaug.data.loaders import load_dataset
@@ -63,7 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.task_id = 0  # this run's task (with num_tasks > 0)
   c.prune_min_gap = 0.1  # pruner: keep the whole window if no split beats this gap
   c.synthetic_capacity = 1_000_000  # rows of D_s
-  c.queue_size = 64  # start states synthesised per generation round (one jitted call)
+  # Start states per generation round (one jitted call of this fixed batch size). A round runs
+  # every generation_interval env steps, and early whenever queue_size states are waiting.
+  c.queue_size = 64
   c.generation_interval = 100  # env steps between generation rounds
   c.generation_start = 0  # no generation before this env step
   # Generators: SynthER's residual MLP (App. A.2) trained with jaxaug.diffusion.train.
@@ -82,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
   # calls terminal and store that transition as terminal (jaxaug.envs.termination); "none":
   # every synthetic transition has terminal = 0 (the paper does not say; BUILD_NOTES.md).
   c.terminal_fn = "env"
+  # Clip synthetic actions to the environment's action range before they are stored (the paper
+  # does not say; the generator's samples are unbounded, and out-of-range actions are ones the
+  # policy can never take). Out-of-range entries are counted either way (atradiff/clipped_*).
+  c.clip_actions = True
   c.s_churn = 80.0
   # Length estimator.
   c.estimator_hidden_dims = (256, 256)
@@ -101,7 +112,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.reward_buffer_size = 5_000
   c.reward_max_uses = 3  # rotation: an entry is dropped after this many updates
   c.reward_drop_prob = 0.1  # random dropping of used entries
-  c.diffuser_dir = ""  # '' = WORKDIR/atradiff_diffuser; a trained diffuser there is reused
+  # '' = WORKDIR/atradiff_diffuser. A trained diffuser there is reused only if it was trained
+  # on the same dataset (content hash) with the same diffuser config; else the run stops with an
+  # error naming both (jaxaug.augment.atradiff.store).
+  c.diffuser_dir = ""
   return c
 
 
@@ -117,12 +131,14 @@ class AugState(flax.struct.PyTreeNode):
 # ------------------------------------------------------------------------------- jitted rounds
 
 def _generation_round(diffuser: adiff.Diffuser, state: AugState, queue: jax.Array,
-                      valid: jax.Array, task_ids: jax.Array, terminal_fn=None):
+                      valid: jax.Array, task_ids: jax.Array, terminal_fn=None,
+                      max_action: float | None = None, clip_actions: bool = True):
   """ONE call: synthesise from the queue and write the kept transitions into D_s."""
   key, k = jax.random.split(state.key)
   d = diffuser.replace(generators=tuple(
       g.replace(ema_params=p) for g, p in zip(diffuser.generators, state.gen_params)))
-  transitions, mask, info = adiff.synthesize(d, k, queue, valid, task_ids, terminal_fn)
+  transitions, mask, info = adiff.synthesize(d, k, queue, valid, task_ids, terminal_fn,
+                                             max_action=max_action, clip_actions=clip_actions)
   synthetic = abuffer.add_masked(state.synthetic, transitions, mask)
   return state.replace(synthetic=synthetic, key=key), info
 
@@ -226,6 +242,8 @@ class ATraDiffAugmenter:
     t0 = time.time()
     directory = acfg.diffuser_dir or (os.path.join(workdir, "atradiff_diffuser") if workdir
                                       else "")
+    self.fingerprint = astore.fingerprint(ds, acfg.offline_dataset, acfg) if directory else None
+    length_fp = astore.length_fingerprint(acfg, config.env_id)
     self.diffuser, meta = self._load_or_train(k_train, ds, directory)
     spec_d = self.diffuser.spec
     self.windows = adata.build_window_data(ds, self.diffuser.stats, spec_d.max_length)
@@ -237,16 +255,22 @@ class ATraDiffAugmenter:
         td=aimp.init_importance(int(acfg.td_heap_size)),
         reward=aimp.init_importance(int(acfg.reward_buffer_size)), key=k_state)
     q = int(acfg.queue_size)
-    self.queue = np.zeros((4 * q, spec.obs_dim), np.float32)  # host queue (carry-over room)
+    if q <= 0 or int(acfg.generation_interval) <= 0:
+      raise ValueError(f"config.atradiff.queue_size and generation_interval must be positive, "
+                       f"got {q} and {acfg.generation_interval}")
+    self.queue = np.zeros((q, spec.obs_dim), np.float32)  # host queue: one round's batch
     self.queue_count = 0
     self.episodes = np.zeros((MAX_PENDING_EPISODES, 3), np.float64)  # [first row, len, return]
     self.episode_count = 0
     self.episode_first_row = 0
     self.episode_return = 0.0
-    self.counters = {"queued": 0, "dropped": 0, "rounds": 0, "trajectories": 0,
-                     "synthetic_transitions": 0, "adapt_rounds": 0}
+    self.counters = {"queued": 0, "rounds": 0, "early_rounds": 0, "trajectories": 0,
+                     "synthetic_transitions": 0, "adapt_rounds": 0, "clipped_rows": 0,
+                     "clipped_entries": 0}
     self._last = {}
-    self._gen_fn = jax.jit(functools.partial(_generation_round, terminal_fn=terminal_fn))
+    self._gen_fn = jax.jit(functools.partial(
+        _generation_round, terminal_fn=terminal_fn, max_action=float(spec.max_action),
+        clip_actions=bool(acfg.get("clip_actions", True))))
     self._adapt_fn = jax.jit(functools.partial(
         _adaptation_round, importance=acfg.importance, top_k=int(acfg.td_top_k)
         if acfg.importance == "td_error" else int(acfg.reward_buffer_size),
@@ -256,12 +280,12 @@ class ATraDiffAugmenter:
         adapt_lr=float(acfg.adapt_lr), max_episode_len=self.max_episode_len))
     if float(acfg.expected_length) > 0:
       self.expected_length = float(acfg.expected_length)
-    elif meta is not None:
+    elif meta is not None and meta.get("length_fingerprint") == length_fp:
       self.expected_length = float(meta["expected_length"])
-    else:
+    else:  # new diffuser, or its stored L came from other sampler/pruner/termination settings
       self.expected_length = self._preliminary_length(ds, k_len)
     if meta is None and directory:
-      self._save_diffuser(directory)
+      astore.save(directory, self.diffuser, self.fingerprint, self.expected_length, length_fp)
     self.timings["pretrain_s"] = time.time() - t0
     self.p_store = abuffer.store_probability(self.rho, self.expected_length)
     logging.info("ATraDiff: L=%.2f, store probability %.4f, synthetic_ratio %.2f",
@@ -269,32 +293,17 @@ class ATraDiffAugmenter:
 
   # -------------------------------------------------------------------------- pretraining
   def _load_or_train(self, k_train, ds, directory):
-    """(diffuser, meta): restored from `directory` if it holds one (meta has L), else trained."""
-    from jaxaug.train.checkpoint import Checkpointer  # local: keeps import light
-    acfg = self.cfg
+    """(diffuser, meta): restored from `directory` if it holds one trained on the same dataset
+    with the same diffuser config (else ValueError; meta has L), or newly trained."""
     if directory:
-      ckpt = Checkpointer(directory, max_to_keep=1)
-      try:
-        if ckpt.latest_step() is not None:
-          target = adiff.train_diffuser(k_train, ds, acfg, train=False)
-          diffuser = ckpt.restore(ckpt.latest_step(), target)
-          meta = ckpt.restore_meta(ckpt.latest_step())
-          logging.info("ATraDiff: restored the diffuser from %s", directory)
-          return diffuser, meta
-      finally:
-        ckpt.close()
+      diffuser, meta = astore.restore(directory, k_train, ds, self.cfg, self.fingerprint)
+      if diffuser is not None:
+        logging.info("ATraDiff: restored the diffuser from %s", directory)
+        return diffuser, meta
     diffuser = adiff.train_diffuser(
-        k_train, ds, acfg, log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
+        k_train, ds, self.cfg,
+        log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
     return diffuser, None
-
-  def _save_diffuser(self, directory):
-    from jaxaug.train.checkpoint import Checkpointer
-    ckpt = Checkpointer(directory, max_to_keep=1)
-    try:
-      ckpt.save(0, self.diffuser, meta={"expected_length": self.expected_length})
-      ckpt.wait()
-    finally:
-      ckpt.close()
 
   def _preliminary_length(self, ds, key) -> float:
     """L from preliminary generation (Sec. 4.2): mean kept transitions over offline start
@@ -346,6 +355,9 @@ class ATraDiffAugmenter:
       self.episode_return = 0.0
     if step >= int(acfg.generation_start) and not terminated and self._store_draw(step):
       self._enqueue(next_obs)
+      if self.queue_count == len(self.queue):  # a full batch waits: generate now, drop nothing
+        self.generation_round()
+        self.counters["early_rounds"] += 1
     done_steps = step + 1
     if self.queue_count and done_steps % int(acfg.generation_interval) == 0:
       self.generation_round()
@@ -357,23 +369,20 @@ class ATraDiffAugmenter:
     return store_draw(self.seed, step, self.p_store)
 
   def _enqueue(self, state: np.ndarray) -> None:
+    if self.queue_count == len(self.queue):  # after_step generates before this can happen
+      raise RuntimeError("ATraDiff generation queue is full; run generation_round() first")
     self.counters["queued"] += 1
-    if self.queue_count == len(self.queue):  # full: drop the oldest
-      self.queue[:-1] = self.queue[1:]
-      self.queue_count -= 1
-      self.counters["dropped"] += 1
     self.queue[self.queue_count] = np.asarray(state, np.float32)
     self.queue_count += 1
 
   def generation_round(self) -> dict:
-    """Synthesise up to queue_size queued states in ONE jitted call; the rest wait."""
-    q = int(self.cfg.queue_size)
-    n = min(self.queue_count, q)
+    """Synthesise every queued state (at most queue_size) in ONE jitted call."""
+    q = len(self.queue)
+    n = self.queue_count
     batch = np.zeros((q, self.spec.obs_dim), np.float32)
     batch[:n] = self.queue[:n]
     valid = np.arange(q) < n
-    self.queue[:self.queue_count - n] = self.queue[n:self.queue_count]
-    self.queue_count -= n
+    self.queue_count = 0
     t0 = time.time()
     tasks = jnp.full((q,), int(self.cfg.task_id), jnp.int32)
     self.state, info = self._gen_fn(self.diffuser, self.state, jnp.asarray(batch),
@@ -383,6 +392,8 @@ class ATraDiffAugmenter:
     self.counters["rounds"] += 1
     self.counters["trajectories"] += int(n)
     self.counters["synthetic_transitions"] += int(lengths.sum())
+    self.counters["clipped_rows"] += int(info["out_of_range_rows"])
+    self.counters["clipped_entries"] += int(info["out_of_range_entries"])
     self._last["atradiff/mean_length"] = float(lengths.mean()) if n else 0.0
     return {"length": lengths, "generator": np.asarray(info["generator"])[valid]}
 
@@ -409,7 +420,13 @@ class ATraDiffAugmenter:
     syn = int(self.state.synthetic.size)
     out["atradiff/synthetic_size"] = float(syn)
     if real_size:
+      # realised |D_s| / |D_o| next to the target rho / (1 - rho) that Algorithm 1 aims at
       out["atradiff/synthetic_to_real"] = syn / real_size
+      out["atradiff/synthetic_to_real_target"] = self.rho / (1.0 - self.rho)
+    out["atradiff/expected_length"] = self.expected_length  # L (sets the store probability)
+    if self.counters["trajectories"]:  # the realised mean length l that L stands for
+      out["atradiff/realised_length"] = (self.counters["synthetic_transitions"]
+                                         / self.counters["trajectories"])
     out.update(self._last)
     return out
 
