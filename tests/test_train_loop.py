@@ -127,3 +127,29 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
   assert [x["step"] for x in ra] == [x["step"] for x in rb]
   np.testing.assert_allclose([x["train/critic_loss"] for x in ra],
                              [x["train/critic_loss"] for x in rb], rtol=1e-6)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+  """A NaN loss stops the run naming the updates and the metric; nothing after the last good
+  checkpoint is saved, and that checkpoint restores."""
+  def init(key):
+    return {"w": jnp.ones(()), "t": jnp.zeros((), jnp.int32)}
+
+  def update(state, batch, key):
+    t = state["t"] + 1
+    w = jnp.where(t > 25, jnp.nan, state["w"] + 1.0)  # diverges at update 26
+    return {"w": w, "t": t}, {"loss": w * 2.0}
+
+  def sample(data, key, n):
+    return data[:n]
+
+  cfg = LoopConfig(num_steps=50, batch_size=2, updates_per_dispatch=10, log_every=10,
+                   checkpoint_every=10)
+  with pytest.raises(FloatingPointError, match=r"updates 21\.\.30: train/loss=nan.*step 20"):
+    run_training(cfg=cfg, workdir=str(tmp_path), init_fn=init, update_fn=update,
+                 sample_fn=sample, data=jnp.zeros((4,)))
+  ckpt = Checkpointer(os.path.join(tmp_path, "checkpoints"))
+  assert ckpt.latest_step() == 20
+  restored = ckpt.restore(20, {"state": init(None), "rng": jax.random.key(0)})
+  assert float(restored["state"]["w"]) == 21.0 and int(restored["state"]["t"]) == 20
+  ckpt.close()

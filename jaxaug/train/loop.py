@@ -44,6 +44,9 @@ class LoopConfig:
   updates_per_dispatch: int = 100
   log_every: int = 1000
   eval_every: int = 0  # 0 = never (except the final step when eval_fn is given)
+  # Evaluations at eval_offset + k * eval_every (k >= 1), e.g. counted from the end of a
+  # pre-training phase (DTQL) so none lands on the untrained policy.
+  eval_offset: int = 0
   checkpoint_every: int = 0  # 0 = only at the end
   max_checkpoints: int = 3
   num_seeds: int = 1
@@ -56,7 +59,9 @@ class LoopConfig:
     if self.num_steps <= 0 or self.batch_size <= 0 or self.num_seeds <= 0:
       raise ValueError("config.num_steps, config.batch_size and config.num_seeds must be "
                        f"positive, got {self.num_steps}, {self.batch_size}, {self.num_seeds}")
-    for name in ("num_steps", "log_every", "eval_every", "checkpoint_every"):
+    if self.eval_offset < 0:
+      raise ValueError(f"config.eval_offset must be >= 0, got {self.eval_offset}")
+    for name in ("num_steps", "log_every", "eval_every", "eval_offset", "checkpoint_every"):
       v = getattr(self, name)
       if v and v % k:
         raise ValueError(f"config.{name}={v} must be a multiple of config.updates_per_dispatch={k}"
@@ -96,6 +101,40 @@ def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num
   rep = mesh_lib.replicated_sharding(mesh)
   return jax.jit(dispatch, donate_argnums=(0, 1), in_shardings=(rep, rep, rep),
                  out_shardings=(rep, rep, rep))
+
+
+def _check_finite(metrics: Mapping[str, jax.Array], step: int, k: int, ckpt) -> None:
+  """Stops the run when a dispatch produced a NaN/Inf metric (loss), before anything is saved.
+
+  One boolean per dispatch comes back to the host; the state of that dispatch is never
+  checkpointed, so the last checkpoint on disk is the last good one.
+  """
+  finite = jax.device_get(jax.tree.reduce(
+      lambda a, b: a & b, jax.tree.map(lambda v: jnp.all(jnp.isfinite(v)), metrics),
+      jnp.asarray(True)))
+  if finite:
+    return
+  host = jax.device_get(metrics)
+  bad = sorted(n for n, v in host.items() if not np.all(np.isfinite(np.asarray(v))))
+  last = ckpt.latest_step() if ckpt is not None else None
+  raise FloatingPointError(
+      f"non-finite training metrics in updates {step - k + 1}..{step}: "
+      + ", ".join(f"train/{n}={np.asarray(host[n]).tolist()}" for n in bad)
+      + (f"; nothing was saved after step {last}: the checkpoint of step {last} in "
+         f"{ckpt.directory} is the last good one" if last is not None else
+         "; no checkpoint was written") )
+
+
+def seed_init(init_fn: Callable[[jax.Array], Any], num_seeds: int) -> Callable[[jax.Array], Any]:
+  """init_fn over a leading seed axis of keys (num_seeds > 1), or init_fn itself.
+
+  Seeds are initialised one after another inside the program (`lax.map`), not vmapped: a vmapped
+  init turns the orthogonal initialisers' QR into one batched LAPACK call, which deadlocks
+  jaxlib 0.10.0-0.11.0 on small CPU machines (docs/xla_cpu.md). `lax.map` gives the same values.
+  """
+  if num_seeds == 1:
+    return init_fn
+  return lambda keys: jax.lax.map(init_fn, keys)
 
 
 def seed_keys(seed: int, num_seeds: int) -> tuple[jax.Array, jax.Array]:
@@ -139,11 +178,7 @@ def run_training(
   k = cfg.updates_per_dispatch
 
   init_keys, rng = seed_keys(cfg.seed, cfg.num_seeds)
-  # Seeds are initialised one after another inside the program (lax.map), not vmapped: a vmapped
-  # init batches the orthogonal initialisers' QR into one batched LAPACK call, which deadlocks
-  # jaxlib 0.10.x-0.11.0 on small CPU machines (docs/xla_cpu.md). lax.map gives the same values.
-  init = (lambda keys: jax.lax.map(init_fn, keys)) if cfg.num_seeds > 1 else init_fn
-  state = jax.jit(init)(init_keys)
+  state = jax.jit(seed_init(init_fn, cfg.num_seeds))(init_keys)
   state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
 
   ckpt = None
@@ -164,10 +199,12 @@ def run_training(
   while step < cfg.num_steps:
     state, rng, metrics = dispatch(state, rng, data)
     step += k
+    _check_finite(metrics, step, k, ckpt)
     record: dict = {}
     if cfg.log_every and step % cfg.log_every == 0 or step == cfg.num_steps:
       record.update({f"train/{n}": v for n, v in jax.device_get(metrics).items()})
-    if eval_fn is not None and ((cfg.eval_every and step % cfg.eval_every == 0)
+    if eval_fn is not None and ((cfg.eval_every and step > cfg.eval_offset
+                                 and (step - cfg.eval_offset) % cfg.eval_every == 0)
                                 or step == cfg.num_steps):
       record.update(eval_fn(state, step))
     if record:
