@@ -2,23 +2,32 @@
 
 An online agent (SAC, REDQ or RLPD config from configs/) plus `config.atradiff`, the diffuser
 and modified-replay-buffer hyperparameters (jaxaug.augment.atradiff.online.get_config; paper
-names: synthetic_ratio = rho, expected_length = L, lengths = the preset k's).
+names: synthetic_ratio = rho, expected_length = L, lengths = the preset k's). The paper leaves
+rho, the k set, the diffuser's size and training length open; jaxaug's choices and the reasons
+are in docs/methods/atradiff.md.
 
 Presets:
   tiny                       SAC + ATraDiff on Hopper, tiny networks (CPU, ~1 min; tests)
   tiny-rlpd                  RLPD + ATraDiff (symmetric sampling + modified buffer), tiny
-  sac-ENV, redq-ENV          online RL (Sec. 5.1): fixed diffuser trained on
-                             embedded:ENV-medium-replay, no online adaptation
+  sac-ENV, redq-ENV          online RL (Sec. 5.1): 250k env steps, a fixed diffuser (no online
+                             adaptation) trained on D4RL's ENV-medium-replay-v2
   rlpd-ENV                   offline-to-online (Sec. 5.2): RLPD's symmetric sampling of the same
-                             dataset, online adaptation with the TD-error indicator
+                             dataset, online adaptation with the TD-error indicator, 250k steps
   cpu-hopper                 SAC + ATraDiff at CPU scale (the comparison in BUILD_NOTES.md)
   cpu-redq-hopper            REDQ + ATraDiff at CPU scale: REDQ's N=10, M=2, UTD 20 with
                              2x128 networks and 10k env steps (BUILD_NOTES.md, REDQ results)
   cpu-halfcheetah            SAC + ATraDiff on HalfCheetah-v5 at CPU scale; the generators train
-                             on data/halfcheetah-medium-replay.hdf5 (build it with
+                             on `d4rl:<data_dir>/halfcheetah-medium-replay-v2.hdf5` (the CPU
+                             results used a locally built file: --config.atradiff.
+                             offline_dataset=d4rl:data/halfcheetah-medium-replay.hdf5 from
                              experiments/build_dataset.py --env=halfcheetah --out=data/)
-ENV is hopper, halfcheetah or walker2d. `--config.atradiff.enabled=False` gives the baseline
-with otherwise identical settings.
+ENV is hopper, halfcheetah or walker2d. The D4RL presets read
+`d4rl:<data_dir>/<ENV>-<dataset_quality>-v2.hdf5`, a lazy reference to `data_dir` and
+`dataset_quality` (default medium-replay; the paper's Fig. 12 also uses random, medium and
+medium-expert): `--config.data_dir=/data/d4rl --config.dataset_quality=medium` moves it,
+`--config.atradiff.offline_dataset=...` replaces it. For rlpd-ENV, RLPD's own
+`offline_dataset` follows the same two fields. `--config.atradiff.enabled=False` gives the
+baseline with otherwise identical settings.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxaug.agents.presets import DEFAULT_DATA_DIR
 from jaxaug.augment.atradiff.online import get_config as atradiff_config
 from jaxaug.configs_io import load_config_file
 
@@ -33,6 +43,7 @@ ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
 CPU_PRESETS = ("cpu-hopper", "cpu-redq-hopper", "cpu-halfcheetah")
 PRESETS = ("tiny", "tiny-rlpd") + CPU_PRESETS + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+PAPER_ENV_STEPS = 250_000  # Sec. 5.1 (SAC, REDQ) and Fig. 4's locomotion panel (RLPD)
 
 
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
@@ -71,13 +82,25 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   agent, env = arg.split("-")
   c = _sibling(agent, env)
   c.agent_name = agent
+  c.num_env_steps = PAPER_ENV_STEPS
   c.atradiff = atradiff_config()
   a = c.atradiff
-  a.offline_dataset = f"embedded:{env}-medium-replay"
+  a.offline_dataset = _d4rl_dataset(c, env)
   if agent == "rlpd":  # offline-to-online with online adaptation (Sec. 5.2, Fig. 7)
+    c.offline_dataset = _d4rl_dataset(c, env)  # RLPD's symmetric sampling reads the same file
     a.adapt = True
     a.importance = "td_error"
   return c
+
+
+def _d4rl_dataset(c: ml_collections.ConfigDict, env: str, quality: str = "medium-replay"):
+  """`d4rl:<data_dir>/<env>-<dataset_quality>-v2.hdf5`, lazy in both fields (adds them)."""
+  if "data_dir" not in c:
+    c.data_dir = DEFAULT_DATA_DIR  # where D4RL's hdf5 files are
+  if "dataset_quality" not in c:
+    c.dataset_quality = quality  # D4RL dataset the generators train on (Sec. 5.1: 4 per env)
+  return ("d4rl:" + c.get_ref("data_dir") + f"/{env}-" + c.get_ref("dataset_quality")
+          + "-v2.hdf5")
 
 
 def _cpu_scale(agent: str, env: str) -> ml_collections.ConfigDict:
@@ -106,9 +129,8 @@ def _cpu_scale(agent: str, env: str) -> ml_collections.ConfigDict:
     c.checkpoint_every = 2500
   c.atradiff = atradiff_config()
   a = c.atradiff
-  if env != "hopper":  # only Hopper's medium-replay is embedded; build the others locally with
-    # python experiments/build_dataset.py --env=ENV --kinds=medium-replay --out=data/
-    a.offline_dataset = f"d4rl:data/{env}-medium-replay.hdf5"
+  if env != "hopper":  # only Hopper's medium-replay is embedded; the others read D4RL's file
+    a.offline_dataset = _d4rl_dataset(c, env)
   # Generators of 5 and 10 steps with a 256-wide input projection (dim_t) and trunk. The
   # residual MLP projects [x, cond] to dim_t first; at dim_t = 32 (sessions 1-2) that bottleneck
   # made the generators ignore their condition (first state off by a normalised MSE of 0.65-1.4)

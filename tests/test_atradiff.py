@@ -557,3 +557,40 @@ def test_sampler_settings_only_recompute_the_expected_length():
   c2.num_sample_steps = 8
   assert astore.diffuser_fingerprint(c) == astore.diffuser_fingerprint(c2)
   assert astore.length_fingerprint(c, "Hopper-v5") != astore.length_fingerprint(c2, "Hopper-v5")
+
+
+# ------------------------------------------------------------------------- presets
+
+@pytest.mark.parametrize("agent", ["sac", "redq", "rlpd"])
+@pytest.mark.parametrize("env", ["hopper", "halfcheetah", "walker2d"])
+def test_paper_presets_read_d4rl_medium_replay_under_data_dir(agent, env):
+  """Defect: {sac,redq,rlpd}-{halfcheetah,walker2d} pointed at embedded datasets that do not
+  exist. Every paper preset reads D4RL's file under the config's data_dir, lazily."""
+  c = _config(f"{agent}-{env}")
+  expected = f"d4rl:{c.data_dir}/{env}-medium-replay-v2.hdf5"
+  assert c.atradiff.offline_dataset == expected
+  assert c.num_env_steps == 250_000  # Sec. 5.1 / Fig. 4
+  c.data_dir, c.dataset_quality = "/data/d4rl", "medium-expert"
+  assert c.atradiff.offline_dataset == f"d4rl:/data/d4rl/{env}-medium-expert-v2.hdf5"
+  if agent == "rlpd":  # symmetric sampling reads the same dataset; online adaptation on
+    assert c.offline_dataset == c.atradiff.offline_dataset
+    assert c.atradiff.adapt and c.atradiff.importance == "td_error"
+  else:  # Sec. 5.1 uses the fixed diffuser
+    assert not c.atradiff.adapt
+  c.atradiff.offline_dataset = "embedded:hopper-medium-replay"  # an explicit spec replaces it
+  assert c.atradiff.offline_dataset == "embedded:hopper-medium-replay"
+  # paper settings kept as the method's defaults
+  a = c.atradiff
+  assert a.expected_length == 0  # L from preliminary generation (Sec. 4.2)
+  assert tuple(a.lengths) == (5, 10, 15, 20, 25)
+  assert (a.td_heap_size, a.td_top_k, a.reward_buffer_size) == (50_000, 5_000, 5_000)  # App. A.1
+
+
+def test_embedded_presets_name_datasets_the_package_has():
+  from jaxaug.data.loaders import load_dataset
+  for preset in ("tiny", "tiny-rlpd", "cpu-hopper", "cpu-redq-hopper"):
+    c = _config(preset)
+    assert c.atradiff.offline_dataset.startswith("embedded:")
+    assert load_dataset(c.atradiff.offline_dataset).obs_dim == 11
+  c = _config("cpu-halfcheetah")
+  assert c.atradiff.offline_dataset == f"d4rl:{c.data_dir}/halfcheetah-medium-replay-v2.hdf5"

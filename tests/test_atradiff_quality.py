@@ -1,6 +1,6 @@
 """experiments/atradiff_quality.py end to end on the tiny config: the report's fields exist,
-are finite, and the references order as they must (real data has ~0 dynamic error, random
-pairing of real states a large one)."""
+are finite, the references order as they must (real data has ~0 dynamic error, random
+pairing of real states a large one), and out-of-range actions are counted."""
 
 import json
 import os
@@ -26,3 +26,11 @@ def test_atradiff_quality_report_on_tiny_config():
   for row in out["per_generator"].values():
     assert all(np.isfinite(row[k]) and row[k] >= 0
                for k in ("first_state_err", "mse", "reward_abs_err"))
+    assert 0 <= row["out_of_range_entry_share"] <= 1
+  # Out-of-range actions are reported, not clipped away silently: the tiny generator samples
+  # many (67% of entries before clipping existed); the count refers to the stored rows.
+  oor = out["action_out_of_range"]
+  assert oor["clipped"] is True and oor["max_action"] == 1.0
+  assert 0 < oor["rows"] <= out["num_transitions"] and oor["rows"] <= oor["entries"]
+  assert oor["row_share"] == oor["rows"] / out["num_transitions"]
+  assert 0 < oor["entry_share"] <= 1
