@@ -2,7 +2,8 @@
 
 std = 3e-4 (the value GTA App. C.1 uses). Two forms:
   * `augment_batch`: jittable, on a Transitions batch inside an agent's update (fresh noise each
-    step, as in S4RL);
+    step, as in S4RL); the offline trainer applies it to every sampled batch when
+    `config.augment.s4rl_std` > 0;
   * `augment`: a host-side augmented copy of a dataset (`num_copies` noisy copies), for the
     data-quality comparison and for training on a fixed augmented dataset.
 `augment_batch` noises observations and next observations independently; `augment` gives a
@@ -20,12 +21,18 @@ from jaxaug.data.dataset import OfflineDataset, Transitions
 DEFAULT_STD = 3e-4
 
 
-def augment_batch(batch: Transitions, key: jax.Array, std: float = DEFAULT_STD) -> Transitions:
+def augment_batch(batch: Transitions, key: jax.Array, std: float = DEFAULT_STD,
+                  scale: jax.Array | None = None) -> Transitions:
+  """Fresh N(0, std^2) noise on a batch's states (jittable). `scale` (obs_dim,) multiplies the
+  noise per dimension, e.g. 1 / obs_std when the batch holds normalised observations, so that
+  `std` stays in raw state units."""
   k1, k2 = jax.random.split(key)
+  sd = std if scale is None else std * scale
   return batch.replace(
-      observations=batch.observations + std * jax.random.normal(k1, batch.observations.shape),
+      observations=batch.observations
+      + sd * jax.random.normal(k1, batch.observations.shape, batch.observations.dtype),
       next_observations=batch.next_observations
-      + std * jax.random.normal(k2, batch.next_observations.shape))
+      + sd * jax.random.normal(k2, batch.next_observations.shape, batch.next_observations.dtype))
 
 
 def augment(dataset: OfflineDataset, seed: int = 0, std: float = DEFAULT_STD,

@@ -36,6 +36,8 @@ def offline_base_config() -> ml_collections.ConfigDict:
   c.augment.path = ""  # a dataset spec string for the generated data; '' = none
   c.augment.mode = "concat"  # concat | replace | mix
   c.augment.synthetic_ratio = 0.5  # share of each batch drawn from generated data when mode=mix
+  # S4RL: std of fresh Gaussian state noise added to every sampled batch (raw state units); 0 = off.
+  c.augment.s4rl_std = 0.0
   return c
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxaug import agents as agents_lib
 from jaxaug import envs
+from jaxaug.augment import s4rl
 from jaxaug.data import dataset as dataset_lib
 from jaxaug.data import loaders, normalize, replay, validate
 from jaxaug.train import config_io
@@ -74,6 +75,18 @@ def prepare_data(config, ds, spec):
       sample_fn = lambda d, key, n: replay.sample_mixed(d, ratios, key, n)
     else:
       raise ValueError(f"config.augment.mode must be concat, replace or mix, got {aug.mode!r}")
+  s4rl_std = float(aug.get("s4rl_std", 0.0))
+  if s4rl_std < 0:
+    raise ValueError(f"config.augment.s4rl_std must be >= 0, got {s4rl_std}")
+  if s4rl_std > 0:
+    # S4RL: fresh Gaussian noise on the states of every sampled batch (inside the jitted step).
+    # The std is in raw state units; with normalised observations it is divided by their std.
+    scale = None if obs_stats is None else jnp.asarray(1.0 / obs_stats.std, jnp.float32)
+    base_fn = sample_fn
+
+    def sample_fn(d, key, n):
+      k_batch, k_noise = jax.random.split(key)
+      return s4rl.augment_batch(base_fn(d, k_batch, n), k_noise, s4rl_std, scale)
   return data, sample_fn, obs_stats, reward_tf
 
 
