@@ -249,7 +249,177 @@ def test_config_presets(name):
   agent = agents.get_agent(name)
   jax.eval_shape(lambda k: agent.init(k, SPEC, paper.agent), jax.random.PRNGKey(0))
   if name == "iql":
-    assert paper.reward_normalization == "locomotion"
     assert tiny.agent.actor_lr_decay_steps == tiny.num_steps
     tiny.num_steps = 4000
     assert tiny.agent.actor_lr_decay_steps == 4000
+
+
+LOCOMOTION = [f"{e}-{q}" for e in ("hopper", "halfcheetah", "walker2d")
+              for q in ("random", "medium", "medium-replay", "medium-expert", "expert")]
+
+
+@pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
+def test_presets_lists_every_preset_get_config_accepts(name):
+  module = _load_config_module(name)
+  presets_ = module.PRESETS
+  assert isinstance(presets_, tuple) and len(set(presets_)) == len(presets_)
+  assert {"default", "tiny", "small", *LOCOMOTION} <= set(presets_)
+  for preset in presets_:
+    c = module.get_config(preset)
+    assert c.agent_name == name, preset
+    if preset not in ("default", "tiny", "small"):
+      base = preset.removesuffix("+fixes")
+      assert c.dataset.endswith(f"/{base}-v2.hdf5") and c.num_steps == 1_000_000, preset
+  # The error for an unknown name lists exactly PRESETS.
+  with pytest.raises(ValueError) as e:
+    module.get_config("no-such-preset")
+  assert str(e.value).split("expected one of: ")[1].split(", ") == list(presets_)
+  # '+fixes' presets exist only where the agent has switches (MCQ).
+  assert any(p.endswith("+fixes") for p in presets_) == (name == "mcq")
+
+
+# CORL's configs/offline/iql/<env>/<dataset>_v2.yaml, transcribed by hand:
+# (iql_deterministic, tau, beta, iql_tau, normalize_reward); any dataset not listed uses
+# (False, 0.005, 3.0, 0.7, False).
+CORL_IQL = {
+    "hopper-medium": (True, 0.001, 3.0, 0.7, True),
+    "hopper-medium-replay": (True, 0.001, 3.0, 0.7, True),
+    "hopper-medium-expert": (False, 0.005, 6.0, 0.5, False),
+}
+
+
+@pytest.mark.parametrize("dataset", LOCOMOTION)
+def test_iql_presets_follow_corl_yamls(dataset):
+  c = _load_config_module("iql").get_config(dataset)
+  deterministic, tau, beta, expectile, norm_reward = CORL_IQL.get(
+      dataset, (False, 0.005, 3.0, 0.7, False))
+  assert c.agent.actor == ("deterministic" if deterministic else "gaussian")
+  assert c.agent.tau == tau and c.agent.temperature == beta and c.agent.expectile == expectile
+  assert c.reward_normalization == ("locomotion" if norm_reward else "none")
+  # Shared by every yaml.
+  assert (c.agent.actor_lr, c.agent.critic_lr, c.agent.value_lr) == (3e-4, 3e-4, 3e-4)
+  assert c.agent.discount == 0.99 and c.agent.actor_dropout == 0.0 and c.normalize_obs
+  assert c.batch_size == 256 and c.eval_every == 5000 and c.eval_episodes == 10
+  assert c.agent.actor_lr_decay_steps == c.num_steps == 1_000_000
+
+
+@pytest.mark.parametrize("dataset", LOCOMOTION)
+def test_cql_presets_follow_corl_yamls(dataset):
+  """CORL's CQL yamls: only hopper-medium normalises rewards (scale 1, bias 0)."""
+  c = _load_config_module("cql").get_config(dataset)
+  assert c.reward_normalization == ("locomotion" if dataset == "hopper-medium" else "none")
+  a = c.agent
+  assert (a.cql_alpha, a.policy_lr, a.critic_lr, a.num_sampled_actions) == (10.0, 3e-5, 3e-4, 10)
+  assert a.hidden_dims == (256, 256, 256) and a.orthogonal_init and a.importance_sampling
+  assert not (a.lagrange or a.max_target_backup or a.backup_entropy)
+  assert (a.clip_diff_min, a.clip_diff_max) == (-np.inf, np.inf) and a.bc_steps == 0
+  assert c.normalize_obs and c.batch_size == 256 and c.eval_episodes == 10
+
+
+@pytest.mark.parametrize("dataset", LOCOMOTION)
+def test_td3bc_presets_follow_corl_and_paper(dataset):
+  c = _load_config_module("td3bc").get_config(dataset)
+  a = c.agent
+  assert (a.alpha, a.actor_lr, a.critic_lr, a.tau, a.discount) == (2.5, 3e-4, 3e-4, 0.005, 0.99)
+  assert (a.policy_noise, a.noise_clip, a.policy_delay) == (0.2, 0.5, 2)
+  assert a.hidden_dims == (256, 256)
+  assert c.normalize_obs and c.reward_normalization == "none"
+  assert c.batch_size == 256 and c.num_steps == 1_000_000
+  assert c.eval_every == 5000 and c.eval_episodes == 10
+
+
+def _raw_dataset():
+  from jaxaug.data.dataset import OfflineDataset
+  rng = np.random.default_rng(0)
+  n = 64
+  obs = rng.normal(5.0, 3.0, (n, OBS_DIM)).astype(np.float32)
+  terminals = np.zeros(n, np.float32)
+  timeouts = np.zeros(n, np.float32)
+  timeouts[31] = timeouts[63] = 1.0
+  return OfflineDataset(obs, rng.uniform(-1, 1, (n, ACT_DIM)).astype(np.float32),
+                        rng.normal(size=n).astype(np.float32), obs + 0.1, terminals, timeouts)
+
+
+def test_mcq_trains_on_raw_states_by_default():
+  """OfflineRL-Kit and the official MCQ code do not normalise states; '+fixes' does."""
+  from jaxaug.train import offline
+  module = _load_config_module("mcq")
+  for preset in module.PRESETS:
+    c = module.get_config(preset)
+    assert c.normalize_obs == preset.endswith("+fixes"), preset
+  ds = _raw_dataset()
+  data, _, obs_stats, _ = offline.prepare_data(module.get_config("hopper-medium"), ds, SPEC)
+  assert obs_stats is None
+  np.testing.assert_array_equal(np.asarray(data.observations), ds.observations)
+  data, _, obs_stats, _ = offline.prepare_data(module.get_config("hopper-medium+fixes"), ds,
+                                               SPEC)
+  assert obs_stats is not None
+  assert abs(float(np.mean(np.asarray(data.observations)))) < 1e-3
+  # Apart from the switch, '+fixes' is the paper preset.
+  paper, fixed = module.get_config("hopper-medium"), module.get_config("hopper-medium+fixes")
+  fixed.normalize_obs = False
+  assert paper.to_dict() == fixed.to_dict()
+
+
+def _lapack_batch_dims(hlo: str) -> list[int]:
+  """num_batch_dims of every LAPACK custom call in a lowered module's text."""
+  import re
+  dims = []
+  for line in hlo.splitlines():
+    if "custom_call" in line and "lapack" in line:
+      m = re.search(r'num_batch_dims = "(\d+)"', line)
+      dims.append(int(m.group(1)) if m else 0)
+  return dims
+
+
+def test_cql_init_has_no_batched_lapack_qr():
+  """jaxlib 0.10.x can deadlock on a batched LAPACK QR on 2 cores: CQL's init must not emit one
+  (also when seeds are vmapped), while still using orthogonal (QR-based) initialisation."""
+  import flax.linen as nn
+  from jaxaug.agents import cql
+  cfg = cql.get_config()
+  key = jax.random.PRNGKey(0)
+  dims = _lapack_batch_dims(jax.jit(lambda k: cql.init(k, SPEC, cfg)).lower(key).as_text())
+  assert dims and all(d == 0 for d in dims), dims
+  keys = jnp.stack([key, jax.random.PRNGKey(1)])
+  dims = _lapack_batch_dims(
+      jax.jit(jax.vmap(lambda k: cql.init(k, SPEC, cfg))).lower(keys).as_text())
+  assert dims and all(d == 0 for d in dims), dims
+  # The detector sees the batched QR of a plain vmapped orthogonal init (lowered, never run).
+  plain = jax.vmap(lambda k: nn.initializers.orthogonal()(k, (8, 8)))
+  assert max(_lapack_batch_dims(jax.jit(plain).lower(keys).as_text())) >= 1
+
+
+def test_cql_critic_init_equals_vmapped_orthogonal_init():
+  """The loop-based init gives bit-identical parameters to the former nn.vmap + orthogonal one."""
+  import flax.linen as nn
+  from jaxaug.agents import cql
+  from jaxaug.nets.mlp import MLP
+
+  class QNetwork(nn.Module):  # the former module (same name, so the same RNG streams)
+    hidden_dims: tuple
+
+    @nn.compact
+    def __call__(self, obs, actions):
+      x = jnp.concatenate([obs, actions], axis=-1)
+      return MLP(self.hidden_dims, 1, orthogonal_init=True, final_scale=1e-2)(x)[..., 0]
+
+  class TwinQ(nn.Module):
+    hidden_dims: tuple
+
+    @nn.compact
+    def __call__(self, obs, actions):
+      return nn.vmap(QNetwork, variable_axes={"params": 0}, split_rngs={"params": True},
+                     in_axes=None, out_axes=0, axis_size=2)(self.hidden_dims)(obs, actions)
+
+  obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
+  for seed in (0, 1):
+    key = jax.random.PRNGKey(seed)
+    old = TwinQ((16, 16)).init(key, obs, act)
+    new = cql.TwinQ((16, 16)).init(key, obs, act)
+    assert jax.tree.structure(old) == jax.tree.structure(new)
+    for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # And the init is orthogonal: hidden kernels have orthonormal columns scaled by sqrt 2.
+  k = np.asarray(new["params"]["VmapQNetwork_0"]["MLP_0"]["Dense_1"]["kernel"][1])
+  np.testing.assert_allclose(k.T @ k, 2.0 * np.eye(16), atol=1e-5)

@@ -127,6 +127,38 @@ class CQLPolicy(nn.Module):
     return tanh_gaussian(mean, jnp.exp(log_std), self.max_action)
 
 
+def sequential_orthogonal(scale: float) -> nn.initializers.Initializer:
+  """flax's orthogonal initializer whose batched (vmapped) form is a loop over members.
+
+  The twin critics are one `nn.vmap`ed module, so a plain orthogonal init becomes one batched
+  LAPACK QR; jaxlib 0.10.x's XLA:CPU can deadlock on that on small machines. Under vmap this
+  initializer draws each member with its own key, one after the other (lax.map), which gives
+  the same values as the batched QR without ever emitting it.
+  """
+  base = nn.initializers.orthogonal(scale)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.custom_batching.sequential_vmap(lambda k: base(k, shape, dtype))(key)
+
+  return init
+
+
+class _QMLP(nn.Module):
+  """ReLU MLP with a scalar output: orthogonal init (gain sqrt 2 hidden, 1e-2 output, zero
+  biases) as CORL's `init_module_weights`, or flax's default init."""
+
+  hidden_dims: Sequence[int]
+  orthogonal_init: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    hidden = {"kernel_init": sequential_orthogonal(np.sqrt(2.0))} if self.orthogonal_init else {}
+    for h in self.hidden_dims:
+      x = nn.relu(nn.Dense(h, **hidden)(x))
+    out = {"kernel_init": sequential_orthogonal(1e-2)} if self.orthogonal_init else {}
+    return nn.Dense(1, **out)(x)
+
+
 class QNetwork(nn.Module):
   """Q(s, a) MLP with orthogonal init (gain sqrt 2) and a 1e-2-gain output layer (CORL)."""
 
@@ -136,8 +168,8 @@ class QNetwork(nn.Module):
   @nn.compact
   def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
     x = jnp.concatenate([obs, actions], axis=-1)
-    return MLP(self.hidden_dims, 1, orthogonal_init=self.orthogonal_init,
-               final_scale=1e-2)(x)[..., 0]
+    # Named MLP_0 so the parameter tree is the one of the earlier jaxaug.nets.mlp.MLP version.
+    return _QMLP(self.hidden_dims, self.orthogonal_init, name="MLP_0")(x)[..., 0]
 
 
 class TwinQ(nn.Module):
