@@ -1,6 +1,11 @@
 """DTQL: trust-region gradients, critic learning, pre-training phase, acting, the 2-D toy
-(one-step policy inside the trust region, on the best mode), data parallel == single device."""
+(one-step policy inside the trust region, on the best mode), data parallel == single device;
+golden tests that the defaults and paper presets are the official code's behaviour (denoiser
+layout, V bootstrap, frozen targets during pre-training, policy init, LayerNorm epsilon) and that
+the `+fixes` presets flip exactly the documented switches; preset datasets, schedules, and
+evaluation of environment suites jaxaug lacks."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -15,7 +20,8 @@ import pytest
 from configs import dtql as dtql_configs
 from jaxaug import agents
 from jaxaug.agents import dtql
-from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.data.dataset import OfflineDataset, Transitions, sample_transitions
+from jaxaug.train.loop import LoopConfig, run_training
 from jaxaug.types import EnvSpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +52,14 @@ def bandit_data(n=1024, seed=0):
 
 def _norm(tree):
   return float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(tree)))
+
+
+def _equal(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _mish(x):
+  return x * np.tanh(np.logaddexp(0.0, x))
 
 
 def test_registered_and_rejects_bad_config():
@@ -97,15 +111,19 @@ def test_critic_loss_falls_and_pretraining_freezes_policy():
       return dtql.update(s, sample_transitions(data, k_s, 128), k_u)
     return jax.lax.scan(body, state, jax.random.split(key, n))
 
+  target0 = state.target_critic_params
   state, m = run(state, jax.random.key(1), 150)  # one compile for both phases
   assert np.all(np.asarray(m["pretraining"]) == 1.0)
-  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.policy_params),
-                                                  jax.tree.leaves(policy0)))
+  assert _equal(state.policy_params, policy0)
+  # Official: the target critic does not move during pre-training ...
+  assert _equal(state.target_critic_params, target0)
+  assert not _equal(state.critic_params, target0)
   state, m = run(state, jax.random.key(2), 150)
   assert np.all(np.asarray(m["pretraining"]) == 0.0)
   assert int(state.step) == 300
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.policy_params),
-                                                      jax.tree.leaves(policy0)))
+  assert not _equal(state.policy_params, policy0)
+  # ... and Polyak-averages from the first main-phase step on.
+  assert not _equal(state.target_critic_params, target0)
   loss1 = float(dtql.critic_loss(state.critic_params, state.target_critic_params, state.hp,
                                  probe)[0])
   assert loss1 < 0.5 * loss0, (loss0, loss1)
@@ -138,12 +156,171 @@ def test_act_shapes_and_max_q_trick():
 
 
 def test_faithful_denoiser_layout_differs_only_in_activation():
-  fixed = dtql.init(jax.random.key(0), SPEC, small_config())
-  faithful = dtql.init(jax.random.key(0), SPEC, small_config(faithful_denoiser=True))
-  assert jax.tree.structure(fixed.bc_params) == jax.tree.structure(faithful.bc_params)
+  official = dtql.init(jax.random.key(0), SPEC, small_config())
+  fixed = dtql.init(jax.random.key(0), SPEC, small_config(faithful_denoiser=False))
+  assert jax.tree.structure(fixed.bc_params) == jax.tree.structure(official.bc_params)
   x = jnp.ones((4, 2))
-  out = lambda s: dtql.denoiser_net(s.hp).apply(fixed.bc_params, x, jnp.zeros(4), jnp.ones((4, 5)))
-  assert not np.allclose(out(fixed), out(faithful))
+  out = lambda s: dtql.denoiser_net(s.hp).apply(official.bc_params, x, jnp.zeros(4),
+                                                jnp.ones((4, 5)))
+  assert not np.allclose(out(fixed), out(official))
+
+
+def _numpy_denoiser(params, x, c_noise, obs, dim, official):
+  """The official ScoreNetwork in numpy: emb = Lin(Mish(Lin(sinusoidal))), then
+  Lin, Lin, Mish, (Lin, Mish) x (L - 2), Lin when official (no Mish after the first Linear)."""
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)["params"]
+  half = dim // 2
+  freqs = np.exp(-np.log(10000.0) / (half - 1) * np.arange(half))
+  arg = np.asarray(c_noise, np.float64)[:, None] * freqs[None]
+  emb = np.concatenate([np.sin(arg), np.cos(arg)], -1)
+  lin = lambda name, h: h @ p[name]["kernel"] + p[name]["bias"]
+  emb = lin("Dense_0", _mish(lin("Dense_1", emb)))  # flax names the outer Dense first
+  h = np.concatenate([x, obs, emb], -1)
+  names = sorted((k for k in p if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
+  hidden, out = names[2:-1], names[-1]
+  for i, name in enumerate(hidden):
+    h = lin(name, h)
+    if not (official and i == 0):
+      h = _mish(h)
+  return lin(out, h)
+
+
+def test_default_denoiser_is_the_official_layout():
+  """Golden: the default (paper) denoiser has no activation between its first two layers."""
+  assert dtql.get_config().faithful_denoiser is True
+  state = dtql.init(jax.random.key(0), SPEC, small_config())
+  rng = np.random.default_rng(0)
+  x, obs = rng.normal(size=(6, 2)), rng.normal(size=(6, 5))
+  c_noise = rng.normal(size=6)
+  got = np.asarray(dtql.denoiser_net(state.hp).apply(state.bc_params, jnp.asarray(x, jnp.float32),
+                                                     jnp.asarray(c_noise, jnp.float32),
+                                                     jnp.asarray(obs, jnp.float32)))
+  want = _numpy_denoiser(state.bc_params, x, c_noise, obs, state.hp.time_embed_dim, True)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  other = _numpy_denoiser(state.bc_params, x, c_noise, obs, state.hp.time_embed_dim, False)
+  assert np.max(np.abs(other - want)) > 1e-3  # the test can tell the two layouts apart
+
+
+def test_q_target_bootstraps_from_online_v_by_default():
+  """Golden: the official Q target is r + gamma * mask * V_online(s'); target_value=True
+  (a fix) uses the Polyak target V instead."""
+  assert dtql.get_config().target_value is False
+  state = dtql.init(jax.random.key(0), SPEC, small_config())
+  batch = jax.tree.map(jnp.asarray, bandit_data(64))
+  # A target critic that differs from the online one.
+  target = jax.tree.map(lambda a: a + 0.3, state.critic_params)
+  hp = state.hp
+
+  def q_loss_for(v_params, hp):
+    q = dtql.q_net(hp).apply(state.critic_params["q"], batch.observations, batch.actions)
+    y = batch.rewards + hp.discount * batch.masks * dtql.v_net(hp).apply(
+        v_params, batch.next_observations)
+    return float(jnp.sum(jnp.mean(jnp.square(q - y), axis=1)))
+
+  got = float(dtql.critic_loss(state.critic_params, target, hp, batch)[1]["q_loss"])
+  np.testing.assert_allclose(got, q_loss_for(state.critic_params["v"], hp), rtol=1e-5)
+  assert abs(got - q_loss_for(target["v"], hp)) > 1e-3 * got
+  hp_fix = dataclasses.replace(hp, target_value=True)
+  got_fix = float(dtql.critic_loss(state.critic_params, target, hp_fix, batch)[1]["q_loss"])
+  np.testing.assert_allclose(got_fix, q_loss_for(target["v"], hp), rtol=1e-5)
+
+
+def test_target_value_needs_polyak_during_pretraining():
+  with pytest.raises(ValueError, match="config.agent.polyak_during_pretrain"):
+    dtql.init(jax.random.key(0), SPEC, small_config(target_value=True, pretrain_steps=10))
+  dtql.init(jax.random.key(0), SPEC, small_config(target_value=True, pretrain_steps=10,
+                                                  polyak_during_pretrain=True))
+
+
+def test_polyak_during_pretrain_switch_moves_targets():
+  data = jax.tree.map(jnp.asarray, bandit_data(256))
+  state = dtql.init(jax.random.key(0), SPEC, small_config(pretrain_steps=10,
+                                                          polyak_during_pretrain=True))
+  batch = sample_transitions(data, jax.random.key(1), 64)
+  new, m = jax.jit(dtql.update)(state, batch, jax.random.key(2))
+  assert float(m["pretraining"]) == 1.0
+  want = jax.tree.map(lambda t, o: (1 - state.hp.tau) * t + state.hp.tau * o,
+                      state.target_critic_params, new.critic_params)
+  for a, b in zip(jax.tree.leaves(new.target_critic_params), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert not _equal(new.target_critic_params, state.target_critic_params)
+
+
+def _dense_layers(tree):
+  """Every {'kernel', 'bias'} dict of a flax param tree, in layer order."""
+  out = []
+
+  def visit(d):
+    if isinstance(d, dict) and "kernel" in d:
+      out.append(d)
+      return
+    if isinstance(d, dict):
+      for k in sorted(d, key=lambda k: (k.rsplit("_", 1)[0], int(k.rsplit("_", 1)[1])
+                                        if k.rsplit("_", 1)[-1].isdigit() else 0)):
+        visit(d[k])
+
+  visit(jax.device_get(tree))
+  return out
+
+
+def test_policy_init_is_official_orthogonal_gain_one():
+  """Golden: official DiagGaussianActorTanhAction: 3 hidden ReLU layers + one 2*act output
+  layer, every weight orthogonal with gain 1 (torch.nn.init.orthogonal_), biases zero."""
+  assert dtql.get_config().policy_init == "official"
+  spec = EnvSpec(obs_dim=11, act_dim=3)
+  cfg = dtql.get_config()  # paper widths: 11 -> 256 -> 256 -> 256 -> 6
+  state = jax.jit(lambda k: dtql.init(k, spec, cfg))(jax.random.key(0))
+  layers = _dense_layers(state.policy_params)
+  assert [tuple(l["kernel"].shape) for l in layers] == [(11, 256), (256, 256), (256, 256),
+                                                        (256, 6)]
+  for l in layers:
+    k = np.asarray(l["kernel"], np.float64)
+    gram = k @ k.T if k.shape[0] <= k.shape[1] else k.T @ k  # the smaller side is orthonormal
+    np.testing.assert_allclose(gram, np.eye(len(gram)), atol=1e-4)
+    assert np.all(np.asarray(l["bias"]) == 0.0)
+  # The former jaxaug init (a switch, on in +fixes presets) is different: small heads.
+  small = jax.jit(lambda k: dtql.init(k, spec, dtql_configs.get_config(
+      "hopper-medium-replay+fixes").agent))(jax.random.key(0))
+  heads = [small.policy_params["params"][n]["kernel"] for n in ("Dense_0", "Dense_1")]
+  assert [h.shape for h in heads] == [(256, 3)] * 2
+  assert all(np.abs(np.asarray(h)).max() < 0.05 for h in heads)
+
+
+def _numpy_layer_norm(x, scale, bias, eps):
+  mu = x.mean(-1, keepdims=True)
+  var = ((x - mu) ** 2).mean(-1, keepdims=True)
+  return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+
+def test_critic_layer_norm_epsilon_is_torchs():
+  """Golden: DTQL's Q nets mirror torch.nn.LayerNorm (epsilon 1e-5, not flax's 1e-6). The first
+  layer is scaled down so the pre-LayerNorm variance (~1e-6) makes the epsilon matter."""
+  cfg = small_config()
+  assert dtql.get_config().critic_layer_norm_epsilon == 1e-5
+  state = dtql.init(jax.random.key(0), SPEC, cfg)
+  q_params = jax.device_get(state.critic_params["q"])
+  inner = q_params["params"]["VmapStateActionValue_0"]["MLP_0"]
+  inner["Dense_0"]["kernel"] = inner["Dense_0"]["kernel"] * 1e-3
+  rng = np.random.default_rng(0)
+  obs, act = rng.normal(size=(8, 5)), rng.uniform(-1, 1, size=(8, 2))
+  got = np.asarray(dtql.q_net(state.hp).apply(q_params, jnp.asarray(obs, jnp.float32),
+                                              jnp.asarray(act, jnp.float32)))
+
+  def numpy_q(eps):
+    outs = []
+    for e in range(2):
+      h = np.concatenate([obs, act], -1)
+      p = jax.tree.map(lambda a: np.asarray(a[e], np.float64), inner)
+      for i in range(len(cfg.critic_hidden_dims)):
+        h = h @ p[f"Dense_{i}"]["kernel"] + p[f"Dense_{i}"]["bias"]
+        h = _mish(_numpy_layer_norm(h, p[f"LayerNorm_{i}"]["scale"], p[f"LayerNorm_{i}"]["bias"],
+                                    eps))
+      last = f"Dense_{len(cfg.critic_hidden_dims)}"
+      outs.append((h @ p[last]["kernel"] + p[last]["bias"])[:, 0])
+    return np.stack(outs)
+
+  np.testing.assert_allclose(got, numpy_q(1e-5), rtol=1e-3, atol=1e-4)
+  assert np.max(np.abs(numpy_q(1e-6) - numpy_q(1e-5))) > 1e-2  # epsilon matters here
 
 
 def test_config_presets():
@@ -162,8 +339,130 @@ def test_config_presets():
   assert (am.agent.expectile, am.agent.gamma_ent, am.batch_size, am.reward_normalization) == (
       0.9, 1.0, 2048, "antmaze")
   assert am.num_steps == 50_000 + 300_000
-  with pytest.raises(ValueError, match="configs/dtql.py"):
-    dtql_configs.get_config("hopper-random")
+  for bad in ("hopper-random", "tiny+fixes", "hopper-medium+fix"):
+    with pytest.raises(ValueError, match="configs/dtql.py"):
+      dtql_configs.get_config(bad)
+
+
+def test_paper_presets_are_official_and_fixes_flip_only_the_switches():
+  official = {"target_value": False, "polyak_during_pretrain": False, "faithful_denoiser": True,
+              "policy_init": "official"}
+  assert set(dtql_configs.FIXES) == set(official)
+  for name in dtql_configs.DATASETS:
+    paper = dtql_configs.get_config(name)
+    fixed = dtql_configs.get_config(name + "+fixes")
+    assert {k: paper.agent[k] for k in official} == official, name
+    assert {k: fixed.agent[k] for k in official} == dtql_configs.FIXES, name
+    assert paper.agent.critic_layer_norm_epsilon == 1e-5 and paper.agent.critic_lr == 3e-4
+    p, f = paper.to_dict(), fixed.to_dict()
+    for k in official:
+      del p["agent"][k], f["agent"][k]
+    assert p == f, name
+  small, small_fix = dtql_configs.get_config("small"), dtql_configs.get_config("small+fixes")
+  assert small.agent.target_value is False and small_fix.agent.target_value is True
+  assert set(dtql_configs.PRESETS) >= {"tiny", "small", "small+fixes", "gym"} | {
+      d + "+fixes" for d in dtql_configs.DATASETS}
+  for name in dtql_configs.PRESETS:  # every preset builds an agent with valid settings
+    c = dtql_configs.get_config(name)
+    dtql._validate(dtql.common.hparams_from_config(dtql.Hparams, c.agent, SPEC, "dtql"))
+
+
+def test_preset_datasets_are_d4rl_files_under_data_dir():
+  expected = {"hopper-medium-replay": ("hopper-medium-replay-v2", "Hopper-v5", 10),
+              "walker2d-medium-expert": ("walker2d-medium-expert-v2", "Walker2d-v5", 10),
+              "antmaze-umaze-diverse": ("antmaze-umaze-diverse-v2", "antmaze-umaze-diverse-v2",
+                                        100),
+              "pen-human": ("pen-human-v1", "pen-human-v1", 100),
+              "pen-cloned": ("pen-cloned-v1", "pen-cloned-v1", 100),
+              "kitchen-mixed": ("kitchen-mixed-v0", "kitchen-mixed-v0", 100)}
+  for name, (file, env_id, episodes) in expected.items():
+    c = dtql_configs.get_config(name)
+    assert c.dataset == f"d4rl:{c.data_dir}/{file}.hdf5", c.dataset
+    assert (c.env_id, c.eval_episodes) == (env_id, episodes), name
+    c.lock()
+    c.data_dir = "/data/d4rl"  # the command line's --config.data_dir moves the dataset
+    assert c.dataset == f"d4rl:/data/d4rl/{file}.hdf5"
+  for name in dtql_configs.DATASETS:
+    assert not dtql_configs.get_config(name).dataset.startswith("embedded:"), name
+
+
+def test_lr_decay_and_eval_offset_follow_the_schedule():
+  c = dtql_configs.get_config("walker2d-medium")
+  assert (c.agent.lr_decay_steps, c.eval_offset) == (1_000_000, 50_000)
+  c.lock()  # as train_offline.py's config flag (lock_config=True)
+  c.num_steps = 250_000
+  assert c.agent.lr_decay_steps == 200_000
+  c.agent.pretrain_steps = 10_000
+  assert (c.agent.lr_decay_steps, c.eval_offset) == (240_000, 10_000)
+  c.agent.lr_decay_steps = 123  # an explicit override wins
+  c.num_steps = 300_000
+  assert c.agent.lr_decay_steps == 123
+  # The schedule reaches 0 exactly at the end of the run, constant before the main phase.
+  c = dtql_configs.get_config("walker2d-medium")
+  c.num_steps, c.agent.pretrain_steps = 3000, 1000
+  hp = dtql.common.hparams_from_config(dtql.Hparams, c.agent, SPEC, "dtql")
+  sched = lambda t: float(dtql._schedule(hp.lr, hp, hp.pretrain_steps)(t))
+  assert np.isclose(sched(0), hp.lr) and np.isclose(sched(1000), hp.lr)
+  assert sched(3000) == 0.0 and 0.4 * hp.lr < sched(2000) < 0.6 * hp.lr
+
+
+def _eval_steps(loop: LoopConfig) -> list[int]:
+  """Steps at which run_training evaluates, with a no-op learner."""
+  seen = []
+  data = jnp.zeros((4, 1))
+  run_training(cfg=loop, workdir=None, init_fn=lambda k: jnp.zeros(()),
+               update_fn=lambda s, b, k: (s + 1, {"x": s}),
+               sample_fn=lambda d, k, n: d[:n], data=data,
+               eval_fn=lambda s, step: seen.append(step) or {})
+  return seen
+
+
+def test_evaluations_follow_the_official_schedule():
+  """Official: evaluate every 50 epochs of the main phase, counted from the end of
+  pre-training: 20 evaluations in a 1000-epoch run, none on the untrained policy."""
+  c = dtql_configs.get_config("hopper-medium-replay")
+  loop = LoopConfig.from_config(c)
+  assert (loop.eval_offset, loop.eval_every, loop.num_steps) == (50_000, 50_000, 1_050_000)
+  scale = 1000  # the same schedule in units of 1000 steps
+  small = dataclasses.replace(loop, num_steps=loop.num_steps // scale, batch_size=2,
+                              eval_every=loop.eval_every // scale,
+                              eval_offset=loop.eval_offset // scale, updates_per_dispatch=10,
+                              log_every=0, checkpoint_every=0)
+  steps = _eval_steps(small)
+  assert steps == [100 + 50 * i for i in range(20)], steps
+  am = LoopConfig.from_config(dtql_configs.get_config("antmaze-large-diverse"))
+  assert (am.num_steps - am.eval_offset) // am.eval_every == 6  # 300 epochs / 50
+  with pytest.raises(ValueError, match="config.eval_offset"):
+    dataclasses.replace(small, eval_offset=5).validate()
+
+
+def _write_d4rl(path, obs_dim, act_dim, n=400, episode=100):
+  rng = np.random.default_rng(0)
+  obs = np.cumsum(rng.normal(size=(n + 1, obs_dim)), axis=0).astype(np.float32)
+  timeouts = np.zeros(n, np.float32)
+  timeouts[episode - 1::episode] = 1.0
+  nxt = obs[1:].copy()
+  from jaxaug.data import loaders
+  ds = OfflineDataset(obs[:-1], np.tanh(rng.normal(size=(n, act_dim))), rng.random(n) < 0.1,
+                      nxt, np.zeros(n), timeouts)
+  loaders.save_d4rl_hdf5(ds, path)
+
+
+def test_missing_environment_suite_trains_but_refuses_evaluation(tmp_path):
+  from jaxaug.train.offline import train_offline
+  _write_d4rl(tmp_path / "antmaze-umaze-v2.hdf5", obs_dim=29, act_dim=8)
+  c = dtql_configs.get_config("antmaze-umaze")
+  c.data_dir = str(tmp_path)
+  with pytest.raises(ValueError, match="eval_episodes=100 needs the AntMaze environments"):
+    train_offline(c, None)
+  tiny = dtql_configs.get_config("tiny")
+  for k in ("denoiser_hidden_dim", "policy_hidden_dims", "critic_hidden_dims", "num_candidates"):
+    c.agent[k] = tiny.agent[k]
+  c.batch_size, c.updates_per_dispatch, c.log_every, c.checkpoint_every = 32, 10, 20, 0
+  c.num_steps, c.agent.pretrain_steps, c.eval_episodes = 20, 10, 0
+  out = train_offline(c, None)
+  assert out["env_id"] is None and out["num_steps"] == 20
+  assert np.isfinite(out["train/policy_loss"]) and out["state"].hp.obs_dim == 29
 
 
 def test_toy_policy_in_trust_region_on_best_mode():

@@ -17,10 +17,17 @@ generic loop (jaxaug.train.loop) makes all three data-parallel at once. The opti
 pre-training phase (`pretrain_steps`, BC + critic only) is a `lax.cond` on the state's step
 counter. `act` is one forward pass, optionally with the max-Q trick over `num_candidates`.
 
-Known bugs of the official code are fixed by default (REFERENCE.md), with flags for faithful
-reruns: `faithful_denoiser` restores the missing activation between the first two denoiser
-layers; `target_value=False` bootstraps from the online V (official) instead of its Polyak
-target; the critic learning rate is its own field (the official code ignores --lr for it).
+The defaults are the official code's behaviour (the code that produced the paper's numbers),
+including its quirks; jaxaug's fixes are switches, off by default and on in the `+fixes`
+presets of configs/dtql.py (docs/methods/dtql.md lists them):
+  * `faithful_denoiser=True`: no activation between the first two denoiser layers (official);
+  * `target_value=False`: Q targets bootstrap from the online V (official), not a Polyak target;
+  * `polyak_during_pretrain=False`: the target critic stays at its initial copy during
+    pre-training (official) and starts moving with the main phase;
+  * `policy_init="official"`: orthogonal init with gain 1 on every policy layer, zero biases,
+    one output layer for mean and log-std;
+  * `critic_layer_norm_epsilon=1e-5`: torch.nn.LayerNorm's epsilon (flax's default is 1e-6).
+The critic learning rate is its own field; the official code always uses 3e-4 for it.
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ import optax
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
 from jaxaug.diffusion import edm, samplers
-from jaxaug.nets.mlp import CriticEnsemble, MLP, StateValue, TanhGaussianPolicy, polyak
+from jaxaug.nets.mlp import (CriticEnsemble, MLP, StateValue, TanhGaussianPolicy, polyak,
+                             tanh_gaussian)
 from jaxaug.types import EnvSpec
 
 POLICIES = ("tanh_gaussian", "implicit")
+POLICY_INITS = ("official", "small_head")
 SELECTIONS = ("softmax", "argmax")
 ENTROPY_TERMS = ("nll", "entropy")
 
@@ -54,7 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.lr = 3e-4  # diffusion BC and one-step policy (per-dataset in the paper)
   c.critic_lr = 3e-4  # the official code always uses 3e-4 for the critic
   c.lr_decay = False  # cosine decay to 0 of all three learning rates after pre-training
-  c.lr_decay_steps = 1_000_000  # length of the decay (official: num_epochs * 1000)
+  # Length of the cosine decay (official: num_epochs * 1000, the main phase). configs/dtql.py
+  # ties it to num_steps - pretrain_steps lazily; an explicit value overrides that.
+  c.lr_decay_steps = 1_000_000
   c.pretrain_steps = 0  # BC + critic only for this many first steps (official: 50k)
   c.discount = 0.99
   c.tau = 0.005  # Polyak rate of the target critic
@@ -62,7 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.trust_region_weight = 1.0  # paper's alpha (Eq. 5)
   c.gamma_ent = 0.0  # weight of the entropy / log-likelihood term (paper's gamma; 1 on AntMaze)
   c.entropy_term = "nll"  # nll: -log pi(a_data|s) (official) | entropy: log pi(a_pi|s) (SAC-like)
-  c.target_value = True  # Q target from the Polyak-averaged V (fixed); False: online V (official)
+  # Official: Q target r + gamma V(s') from the online V. True (jaxaug fix): from the Polyak
+  # target V, the usual way to stabilise a bootstrapped target.
+  c.target_value = False
+  # Official: the target critic does not move during pre-training (it is only used for acting,
+  # after it). True (jaxaug fix): Polyak updates from step 0; needed by target_value=True.
+  c.polyak_during_pretrain = False
   # Diffusion BC policy (EDM, Karras et al. 2022, with DTQL's settings).
   c.sigma_data = 0.5
   c.sigma_min = 0.002
@@ -72,15 +88,22 @@ def get_config() -> ml_collections.ConfigDict:
   c.denoiser_hidden_dim = 256
   c.denoiser_num_layers = 4  # hidden Dense layers of the denoiser MLP
   c.time_embed_dim = 16
-  c.faithful_denoiser = False  # True: no activation between the first two layers (official bug)
+  # Official: no activation between the first two denoiser layers (their MLP omits it, so the
+  # two layers compose to one linear map). False (jaxaug fix): Mish after every hidden layer.
+  c.faithful_denoiser = True
   # One-step policy.
   c.policy = "tanh_gaussian"  # tanh_gaussian | implicit (a = G(z, s), z ~ N(0, generation_sigma^2))
   c.policy_hidden_dims = (256, 256, 256)
   c.log_std_min = -5.0
   c.log_std_max = 2.0
   c.generation_sigma = 2.5  # scale of the implicit generator's input noise (official toy default)
+  # official: orthogonal gain 1 on every layer, zero biases, one 2*act output layer (mean,
+  # log-std). small_head (jaxaug's former init): hidden gain sqrt(2) (the ReLU gain), separate
+  # mean / log-std heads with gain 1e-2, so the initial policy is ~state-independent, std ~1.
+  c.policy_init = "official"
   # Critics.
   c.critic_hidden_dims = (256, 256, 256)
+  c.critic_layer_norm_epsilon = 1e-5  # torch.nn.LayerNorm's default, as the official critics
   # Acting: the paper's max-Q trick (Sec. 4): N candidates from pi, scored by min target Q.
   c.num_candidates = 1024  # 1 = plain one-step policy
   c.candidate_selection = "softmax"  # softmax: sample from softmax(Q / temperature) | argmax
@@ -105,6 +128,7 @@ class Hparams:
   gamma_ent: float
   entropy_term: str
   target_value: bool
+  polyak_during_pretrain: bool
   sigma_data: float
   sigma_min: float
   sigma_max: float
@@ -119,7 +143,9 @@ class Hparams:
   log_std_min: float
   log_std_max: float
   generation_sigma: float
+  policy_init: str
   critic_hidden_dims: tuple[int, ...]
+  critic_layer_norm_epsilon: float
   num_candidates: int
   candidate_selection: str
   candidate_temperature: float
@@ -162,7 +188,7 @@ class DTQLDenoiser(nn.Module):
   hidden_dim: int = 256
   num_layers: int = 4
   time_embed_dim: int = 16
-  faithful: bool = False
+  faithful: bool = True
 
   @nn.compact
   def __call__(self, x_in: jax.Array, c_noise: jax.Array, obs: jax.Array) -> jax.Array:
@@ -174,6 +200,28 @@ class DTQLDenoiser(nn.Module):
       if not (self.faithful and i == 0):
         h = mish(h)
     return nn.Dense(self.act_dim)(h)
+
+
+class OfficialGaussianActor(nn.Module):
+  """The official DiagGaussianActorTanhAction: a ReLU MLP whose last layer outputs [mean,
+  log_std] (2 * act_dim), every Dense orthogonally initialised with gain 1, biases zero;
+  log_std clipped to [log_std_min, log_std_max]; a = max_action * tanh(N(mean, std^2))."""
+
+  act_dim: int
+  hidden_dims: Sequence[int] = (256, 256, 256)
+  max_action: float = 1.0
+  log_std_min: float = -5.0
+  log_std_max: float = 2.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array):
+    init = dict(kernel_init=nn.initializers.orthogonal(1.0), bias_init=nn.initializers.zeros)
+    x = obs
+    for h in self.hidden_dims:
+      x = nn.relu(nn.Dense(h, **init)(x))
+    mean, log_std = jnp.split(nn.Dense(2 * self.act_dim, **init)(x), 2, axis=-1)
+    log_std = jnp.clip(log_std, self.log_std_min, self.log_std_max)
+    return tanh_gaussian(mean, jnp.exp(log_std), self.max_action)
 
 
 class ImplicitPolicy(nn.Module):
@@ -198,14 +246,17 @@ def denoiser_net(hp: Hparams) -> DTQLDenoiser:
 def policy_net(hp: Hparams) -> nn.Module:
   if hp.policy == "implicit":
     return ImplicitPolicy(hp.act_dim, hp.policy_hidden_dims, hp.max_action, hp.generation_sigma)
-  # Official DiagGaussianActorTanhAction: ReLU MLP, orthogonal init, log_std in [-5, 2].
+  if hp.policy_init == "official":
+    return OfficialGaussianActor(hp.act_dim, hp.policy_hidden_dims, hp.max_action,
+                                 hp.log_std_min, hp.log_std_max)
+  # small_head: hidden layers orthogonal sqrt(2), mean / log-std heads orthogonal 1e-2.
   return TanhGaussianPolicy(hp.act_dim, hp.policy_hidden_dims, hp.max_action, hp.log_std_min,
                             hp.log_std_max, orthogonal_init=True)
 
 
 def q_net(hp: Hparams) -> CriticEnsemble:
   return CriticEnsemble(num_critics=2, hidden_dims=hp.critic_hidden_dims, activation="mish",
-                        layer_norm=True)
+                        layer_norm=True, layer_norm_epsilon=hp.critic_layer_norm_epsilon)
 
 
 def v_net(hp: Hparams) -> StateValue:
@@ -233,7 +284,7 @@ def _schedule(lr: float, hp: Hparams, offset: int) -> optax.Schedule | float:
   """Constant for the first `offset` optimiser steps, then cosine to 0 over lr_decay_steps."""
   if not hp.lr_decay:
     return lr
-  cos = optax.cosine_decay_schedule(lr, max(hp.lr_decay_steps, 1))
+  cos = optax.cosine_decay_schedule(lr, hp.lr_decay_steps)
   if offset <= 0:
     return cos
   return optax.join_schedules([optax.constant_schedule(lr), cos], [offset])
@@ -258,6 +309,8 @@ def _validate(hp: Hparams) -> None:
     raise ValueError(f"config.agent.{field} must be {expected} (dtql), got {got!r}")
   if hp.policy not in POLICIES:
     bad("policy", f"one of {POLICIES}", hp.policy)
+  if hp.policy_init not in POLICY_INITS:
+    bad("policy_init", f"one of {POLICY_INITS}", hp.policy_init)
   if hp.candidate_selection not in SELECTIONS:
     bad("candidate_selection", f"one of {SELECTIONS}", hp.candidate_selection)
   if hp.entropy_term not in ENTROPY_TERMS:
@@ -278,6 +331,15 @@ def _validate(hp: Hparams) -> None:
     bad("pretrain_steps", ">= 0", hp.pretrain_steps)
   if hp.time_embed_dim < 4 or hp.time_embed_dim % 2:
     bad("time_embed_dim", "an even number >= 4", hp.time_embed_dim)
+  if hp.lr_decay and hp.lr_decay_steps < 1:
+    bad("lr_decay_steps", ">= 1 with lr_decay (num_steps - pretrain_steps in the presets)",
+        hp.lr_decay_steps)
+  if hp.critic_layer_norm_epsilon <= 0:
+    bad("critic_layer_norm_epsilon", "positive", hp.critic_layer_norm_epsilon)
+  if hp.target_value and hp.pretrain_steps > 0 and not hp.polyak_during_pretrain:
+    bad("polyak_during_pretrain", "True when target_value=True and pretrain_steps > 0 (a frozen "
+        "target V would bootstrap pre-training from its random initialisation)",
+        hp.polyak_during_pretrain)
 
 
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
@@ -424,10 +486,14 @@ def update(state: DTQLState, batch: Transitions, key: jax.Array):
     pretraining = jnp.zeros((), bool)
     policy_params, policy_opt_state, pi_info = policy_step(None)
 
+  target = polyak(state.target_critic_params, critic_params, hp.tau)
+  if hp.pretrain_steps > 0 and not hp.polyak_during_pretrain:
+    # Official: the target critic only starts moving with the main phase.
+    target = jax.tree.map(lambda old, new: jnp.where(pretraining, old, new),
+                          state.target_critic_params, target)
   state = state.replace(
       step=state.step + 1, bc_params=bc_params, policy_params=policy_params,
-      critic_params=critic_params,
-      target_critic_params=polyak(state.target_critic_params, critic_params, hp.tau),
+      critic_params=critic_params, target_critic_params=target,
       bc_opt_state=bc_opt_state, policy_opt_state=policy_opt_state,
       critic_opt_state=critic_opt_state)
   metrics = {**c_info, "bc_loss": bc_value, **pi_info,
