@@ -21,6 +21,8 @@ Presets:
                              results used a locally built file: --config.atradiff.
                              offline_dataset=d4rl:data/halfcheetah-medium-replay.hdf5 from
                              experiments/build_dataset.py --env=halfcheetah --out=data/)
+  PAPER+fixes                every paper preset above (sac-ENV, redq-ENV, rlpd-ENV) with
+                             jaxaug's fixes switched on (FIXES below; docs/methods/atradiff.md)
 ENV is hopper, halfcheetah or walker2d. The D4RL presets read
 `d4rl:<data_dir>/<ENV>-<dataset_quality>-v2.hdf5`, a lazy reference to `data_dir` and
 `dataset_quality` (default medium-replay; the paper's Fig. 12 also uses random, medium and
@@ -42,7 +44,15 @@ from jaxaug.configs_io import load_config_file
 ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
 CPU_PRESETS = ("cpu-hopper", "cpu-redq-hopper", "cpu-halfcheetah")
-PRESETS = ("tiny", "tiny-rlpd") + CPU_PRESETS + tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+PAPER_PRESETS = tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+PRESETS = (("tiny", "tiny-rlpd") + CPU_PRESETS + PAPER_PRESETS
+           + tuple(f"{p}+fixes" for p in PAPER_PRESETS))
+# jaxaug's fixes of the paper's method (config.atradiff field -> value), OFF in paper presets.
+FIXES = {
+    # The printed pruner rule (argmax |pre_i - suf_i|, overlapping ranges, always cut) cuts
+    # windows that start slowly at their start; "signed" follows the paper's stated assumption.
+    "prune_rule": "signed",
+}
 PAPER_ENV_STEPS = 250_000  # Sec. 5.1 (SAC, REDQ) and Fig. 4's locomotion panel (RLPD)
 
 
@@ -75,6 +85,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     a.adapt_steps, a.adapt_batch_size = 2, 16
     a.td_heap_size, a.td_top_k = 256, 32
     a.reward_buffer_size = 64
+    return c
+  if arg.endswith("+fixes"):
+    c = get_config(arg[:-len("+fixes")])
+    c.atradiff.update(FIXES)
     return c
   if arg in CPU_PRESETS:
     parts = arg.split("-")  # cpu-[redq-]ENV

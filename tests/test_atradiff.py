@@ -594,3 +594,43 @@ def test_embedded_presets_name_datasets_the_package_has():
     assert load_dataset(c.atradiff.offline_dataset).obs_dim == 11
   c = _config("cpu-halfcheetah")
   assert c.atradiff.offline_dataset == f"d4rl:{c.data_dir}/halfcheetah-medium-replay-v2.hdf5"
+
+
+def _paper_prune_reference(states):
+  """The pruner formula as printed in the paper, with explicit loops (1-based indices)."""
+  k = states.shape[0]
+  c = {j: float(np.exp(-np.linalg.norm(states[j] - states[j - 1]) / np.sqrt(states.shape[1])))
+       for j in range(1, k)}  # c[j] = sim(s_j, s_{j+1}) with 1-based j
+  best, end = -1.0, None
+  for i in range(2, k):
+    pre = np.mean([c[j] for j in range(1, i + 1)])
+    suf = np.mean([c[j - 1] for j in range(i, k + 1)])  # sim(s_{j-1}, s_j), j = i..k
+    if abs(pre - suf) > best:
+      best, end = abs(pre - suf), i
+  return end - 1
+
+
+def test_paper_pruner_rule_matches_the_printed_formula_and_is_the_default():
+  assert _config().atradiff.prune_rule == "paper"  # paper presets prune as printed
+  assert _config("sac-hopper").atradiff.prune_rule == "paper"
+  fixed = _config("sac-hopper+fixes")
+  assert fixed.atradiff.prune_rule == "signed"
+  # +fixes differs from the paper preset only in the switches of FIXES
+  base = _config("sac-hopper").to_dict()
+  base["atradiff"]["prune_rule"] = "signed"
+  assert fixed.to_dict() == base
+  states = [_crafted(10, e, seed=s) for e in (3, 6, 9) for s in range(2)]
+  states += [_crafted(12, 12, seed=50 + s) for s in range(2)]  # no ending: cut anyway
+  slow = _crafted(10, 10, seed=70)
+  slow[:3] = slow[0]
+  for x in states + [slow]:
+    got = int(pruner.prune_lengths(jnp.asarray(x[None], jnp.float32), 0.1, rule="paper")[0])
+    assert got == _paper_prune_reference(x)
+  # the printed rule's weakness that the signed rule fixes: a slow start is taken as the end
+  assert int(pruner.prune_lengths(jnp.asarray(slow[None], jnp.float32), rule="paper")[0]) < 3
+  assert int(pruner.prune_lengths(jnp.asarray(slow[None], jnp.float32), rule="signed")[0]) == 9
+  with pytest.raises(ValueError, match="prune_rule"):
+    from jaxaug.augment.atradiff import diffuser as adiff
+    bad = _config().atradiff
+    bad.prune_rule = "nope"
+    adiff.spec_from_config(bad, 11, 3)

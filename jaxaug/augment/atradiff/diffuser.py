@@ -53,6 +53,7 @@ class DiffuserSpec:
   num_tasks: int = 0
   sampler: samplers.SamplerConfig = samplers.SamplerConfig()
   prune_min_gap: float = 0.1
+  prune_rule: str = "signed"  # pruner.RULES
   # Replace the first state of the denoised estimate by the start state at every sampler step
   # (inpainting), so that the rest of the window is generated consistently with it.
   inpaint_first_state: bool = False
@@ -87,7 +88,16 @@ def spec_from_config(config: ml_collections.ConfigDict, obs_dim: int, act_dim: i
   return DiffuserSpec(obs_dim=obs_dim, act_dim=act_dim, lengths=lengths,
                       num_tasks=int(config.num_tasks), sampler=sampler,
                       prune_min_gap=float(config.prune_min_gap),
+                      prune_rule=_prune_rule(config),
                       inpaint_first_state=bool(config.get("inpaint_first_state", False)))
+
+
+def _prune_rule(config: ml_collections.ConfigDict) -> str:
+  """`config.atradiff.prune_rule`; a config written before the field existed means "signed"."""
+  rule = config.get("prune_rule", "signed")
+  if rule not in pruner.RULES:
+    raise ValueError(f"config.atradiff.prune_rule must be one of {pruner.RULES}, got {rule!r}")
+  return rule
 
 
 def diffusion_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -246,7 +256,8 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
   windows = generate_windows(diffuser, key, cond)
   padded, kept = [], []
   for k_len, w in zip(spec.lengths, windows):
-    kept.append(pruner.prune_lengths(w[:, :, :spec.obs_dim], spec.prune_min_gap))
+    kept.append(pruner.prune_lengths(w[:, :, :spec.obs_dim], spec.prune_min_gap,
+                                     spec.prune_rule))
     if k_len < kmax:
       w = jnp.concatenate([w, jnp.repeat(w[:, -1:], kmax - k_len, axis=1)], axis=1)
     padded.append(w)

@@ -66,7 +66,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.lengths = (5, 10, 15, 20, 25)  # preset generator lengths k
   c.num_tasks = 0  # > 0: the condition gets a one-hot task id
   c.task_id = 0  # this run's task (with num_tasks > 0)
-  c.prune_min_gap = 0.1  # pruner: keep the whole window if no split beats this gap
+  # Pruner (jaxaug.augment.atradiff.pruner). "paper": the printed rule, argmax |pre_i - suf_i|
+  # with overlapping ranges, always cut. "signed" (+fixes presets): suf_i - pre_i on disjoint
+  # ranges, the paper's stated assumption; it does not cut a window that starts slowly, and
+  # keeps a window whole when no split beats prune_min_gap ("signed" only).
+  c.prune_rule = "paper"
+  c.prune_min_gap = 0.1
   c.synthetic_capacity = 1_000_000  # rows of D_s
   # Start states per generation round (one jitted call of this fixed batch size). A round runs
   # every generation_interval env steps, and early whenever queue_size states are waiting.

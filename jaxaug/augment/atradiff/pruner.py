@@ -20,6 +20,12 @@ Similarity: sim(s, s') = exp(-||s - s'||_2 / sqrt(obs_dim)) on normalised states
 
 The result is the number of transitions to keep, l = i - 1 (transitions z_j = (s_j, a_j,
 s_{j+1}, r_j), j = 1..l); without an ending l = k - 1.
+
+That is `rule="signed"`, jaxaug's reading. `rule="paper"` is the formula as printed:
+pre_i = mean(c_1 .. c_i), suf_i = mean(c_{i-1} .. c_{k-1}) (ranges overlapping in c_{i-1}, c_i),
+end = argmax over 1 < i < k of |pre_i - suf_i|, always cut there (no `min_gap`). With the
+absolute value a window that starts slowly and then moves is cut at its start, and a window
+without an ending is still cut somewhere.
 """
 
 from __future__ import annotations
@@ -54,13 +60,35 @@ def split_gaps(sim: jax.Array) -> jax.Array:
   return jnp.where(valid[None, :], suf - pre, -jnp.inf)
 
 
-def prune_lengths(states: jax.Array, min_gap: float = 0.1) -> jax.Array:
+def split_gaps_paper(sim: jax.Array) -> jax.Array:
+  """(B, k-1) similarities -> (B, k) |pre_i - suf_i| as printed in the paper (1-based i at
+  index i-1): pre_i = mean(c_1..c_i), suf_i = mean(c_{i-1}..c_{k-1}); -inf for i = 1 and k."""
+  b, m = sim.shape  # m = k - 1
+  k = m + 1
+  csum = jnp.concatenate([jnp.zeros((b, 1), sim.dtype), jnp.cumsum(sim, axis=1)], axis=1)
+  i = jnp.arange(1, k + 1)
+  valid = (i > 1) & (i < k)
+  ic = jnp.clip(i, 2, k - 1)  # keeps the (masked) edge entries finite
+  pre = csum[:, ic] / ic  # c_1..c_i
+  suf = (csum[:, m:m + 1] - csum[:, ic - 2]) / (k - ic + 1)  # c_{i-1}..c_{k-1}
+  return jnp.where(valid[None, :], jnp.abs(pre - suf), -jnp.inf)
+
+
+RULES = ("paper", "signed")
+
+
+def prune_lengths(states: jax.Array, min_gap: float = 0.1, rule: str = "signed") -> jax.Array:
   """(B, k, obs_dim) generated states -> (B,) int32 transitions to keep (1..k-1)."""
+  if rule not in RULES:
+    raise ValueError(f"pruner rule must be one of {RULES}, got {rule!r}")
   k = states.shape[1]
   if k < 2:
     raise ValueError(f"prune_lengths needs windows of >= 2 states, got {k}")
   if k < 3:  # no interior split point
     return jnp.full((states.shape[0],), k - 1, jnp.int32)
+  if rule == "paper":
+    end = jnp.argmax(split_gaps_paper(adjacent_similarity(states)), axis=1) + 1
+    return (end - 1).astype(jnp.int32)
   gaps = split_gaps(adjacent_similarity(states))
   end = jnp.argmax(gaps, axis=1) + 1  # 1-based end state
   best = jnp.max(gaps, axis=1)

@@ -38,8 +38,9 @@ DIFFUSER_FIELDS = ("lengths", "num_tasks", "denoiser_width", "denoiser_blocks", 
                    "ema_every", "steps_per_dispatch", "estimator_hidden_dims", "estimator_lr",
                    "estimator_steps")
 # Fields the preliminary estimate of L depends on (besides the diffuser itself).
-LENGTH_FIELDS = ("num_sample_steps", "s_churn", "prune_min_gap", "inpaint_first_state",
-                 "terminal_fn", "preliminary_samples", "queue_size", "task_id")
+LENGTH_FIELDS = ("num_sample_steps", "s_churn", "prune_rule", "prune_min_gap",
+                 "inpaint_first_state", "terminal_fn", "preliminary_samples", "queue_size",
+                 "task_id")
 _ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
