@@ -3,7 +3,7 @@
 Presets:
   * `tiny`  CPU, about a minute: residual MLP width 64 x 2 blocks, 300 steps, 32-step sampler,
     2k generated transitions, on `embedded:hopper-medium-replay`.
-  * `paper` (default): SynthER offline (REFERENCE.md "SynthER"): residual MLP width 2048, 6
+  * `paper` (default): SynthER offline (docs/methods/synther.md): residual MLP width 2048, 6
     blocks, dim_t 128 (~25.6M params for d_in 42), batch 256 (1024 for >= 800k transitions),
     100k steps, AdamW 3e-4 (0.9, 0.99), cosine, EMA 0.995 every 10 steps; 128-step Heun with
     churn; 5M transitions in batches of 100k.
@@ -32,6 +32,9 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   c.synther = ml_collections.ConfigDict()
   c.synther.terminal_threshold = 0.5
   c.synther.normalizer_eps = 1e-5
+  # The official batch rule: 1024 on datasets of >= 800k transitions, else batch_size (256).
+  c.synther.large_batch_size = 1024  # 0 = always batch_size
+  c.synther.large_dataset_transitions = 800_000
 
   c.samples_per_chunk = 100_000
 

@@ -379,3 +379,16 @@ def test_pipeline_train_restore_generate_save(tmp_path):
   c.checkpoint_step = 3
   with pytest.raises(ValueError, match="checkpoint_step"):
     pipeline.generate(c, wd, None, dataset=ds, log=None)
+
+
+def test_synther_batch_rule_is_official():
+  from configs import synther as scfg
+  c = scfg.get_config("paper")
+  assert c.batch_size == 256 and c.synther.large_batch_size == 1024
+  assert synther.training_batch_size(c, 799_999) == 256
+  assert synther.training_batch_size(c, 800_000) == 1024  # e.g. every medium-expert dataset
+  c.synther.large_batch_size = 0
+  assert synther.training_batch_size(c, 2_000_000) == 256
+  c.synther.large_batch_size = -1
+  with pytest.raises(ValueError, match="large_batch_size"):
+    synther.training_batch_size(c, 10)

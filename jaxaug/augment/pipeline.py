@@ -15,6 +15,7 @@ generation key is fold_in(key(seed), GENERATION_SALT), independent of the traini
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -61,6 +62,14 @@ def train_generator(config, workdir: str | None, dataset: OfflineDataset | None 
                     ) -> tuple[dtrain.DiffusionState, dict]:
   """Train (or resume training) the diffusion model; returns (state, last metrics)."""
   dataset, data = prepare_data(config, dataset)
+  if config.method == "synther":
+    batch = synther.training_batch_size(config, len(dataset))
+    if batch != config.batch_size:
+      logging.info("synther: batch %d for %d transitions (synther.large_batch_size)", batch,
+                   len(dataset))
+      config = copy.deepcopy(config)  # keeps FieldReferences; the caller's config is untouched
+      with config.unlocked():
+        config.batch_size = batch
   if workdir is not None:
     config_io.save_config(config, workdir)
   init = _init_fn(config, data)

@@ -40,6 +40,18 @@ class RowData(flax.struct.PyTreeNode):
   spec: RowSpec = flax.struct.field(pytree_node=False)
 
 
+def training_batch_size(config, num_transitions: int) -> int:
+  """SynthER's batch rule: `synther.large_batch_size` (1024) on datasets of at least
+  `synther.large_dataset_transitions` (800k) transitions, else `batch_size` (256).
+  large_batch_size = 0 always uses `batch_size`."""
+  big = int(config.synther.get("large_batch_size", 0))
+  if big < 0:
+    raise ValueError(f"config.synther.large_batch_size must be >= 0, got {big}")
+  if big and num_transitions >= int(config.synther.large_dataset_transitions):
+    return big
+  return int(config.batch_size)
+
+
 def raw_rows(dataset: OfflineDataset) -> np.ndarray:
   return np.concatenate([dataset.observations, dataset.actions, dataset.rewards[:, None],
                          dataset.next_observations, dataset.terminals[:, None]], axis=1)
