@@ -18,6 +18,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jaxaug import faults
 from jaxaug.data.dataset import TRANSITION_FIELDS, OfflineDataset
 from jaxaug.data.fileio import atomic_path, to_jsonable, write_json_atomic
 
@@ -32,6 +33,7 @@ def _save_chunk(path: str, arrays: dict[str, np.ndarray]) -> None:
   with atomic_path(path, suffix=".npz") as tmp:
     with open(tmp, "wb") as f:
       np.savez(f, **arrays)
+    faults.point("augment.chunk")  # test-only kill point: written, not renamed
 
 
 def _load_chunk(path: str) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ import numpy as np
 from absl import logging
 
 import jaxaug
-from jaxaug import envs
+from jaxaug import envs, faults
 from jaxaug.agents import sac
 from jaxaug.data.dataset import OfflineDataset
 from jaxaug.data.loaders import load_dataset, save_d4rl_hdf5, save_minari
@@ -194,6 +194,7 @@ def _write(ds: OfflineDataset, opts: BuildOptions, kind: str) -> dict:
   validate_dataset(ds, envs.env_spec(env_id))
   path = dataset_path(opts, kind)
   save_d4rl_hdf5(ds, path)
+  faults.point("dataset.write")  # test-only kill point (jaxaug/faults.py)
   if opts.minari:
     save_minari(ds, path[:-len(".hdf5")] + ".minari", env_id,
                 dataset_id=ds.metadata["dataset_id"], overwrite=True)

@@ -35,6 +35,7 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
+from jaxaug import faults
 from jaxaug.data.dataset import TRANSITION_FIELDS, OfflineDataset
 from jaxaug.data.fileio import atomic_directory, atomic_path, to_jsonable
 from jaxaug.data.validate import (REQUIRED_FIELDS, check_binary, check_lengths,
@@ -246,6 +247,7 @@ def save_d4rl_hdf5(dataset: OfflineDataset, path: str | os.PathLike) -> None:
       meta = f.create_group("metadata")
       _write_metadata_group(meta, to_jsonable(dataset.metadata))
       f.attrs[METADATA_KEY] = json.dumps(to_jsonable(dataset.metadata))
+    faults.point("hdf5.write")  # test-only kill point: written, not renamed
 
 
 def _write_metadata_group(group: h5py.Group, metadata: dict) -> None:
@@ -272,6 +274,7 @@ def save_npz(dataset: OfflineDataset, path: str | os.PathLike) -> None:
   with atomic_path(path, suffix=".npz") as tmp:
     with open(tmp, "wb") as f:  # a file object, so numpy does not append '.npz'
       np.savez_compressed(f, **arrays)
+    faults.point("npz.write")  # test-only kill point: written, not renamed
 
 
 def _load_npz(path, source: str) -> OfflineDataset:

@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxaug import faults
+
 
 def _to_numpy_target(tree):
   """A restore target that asks orbax for arrays shaped and typed like `tree`."""
@@ -49,6 +51,7 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict | None = None, force: bool = True) -> None:
     # Key arrays (jax.random.key) cannot be serialised directly: store their raw data.
     state = jax.tree.map(_unwrap_key, state)
+    faults.point("checkpoint.save")  # test-only kill point (jaxaug/faults.py)
     self._manager.save(
         int(step),
         args=ocp.args.Composite(state=ocp.args.StandardSave(state),

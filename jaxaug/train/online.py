@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from jaxaug import envs
+from jaxaug import envs, faults
 from jaxaug.agents import get_agent, sac
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
@@ -270,6 +270,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
              "infos": infos}
     if extras is not None:
       state["extras"] = extras.state_dict()
+    faults.point("online.checkpoint")  # test-only kill point (jaxaug/faults.py)
     ckpt.save(step_, state, meta={
         "step": step_, "episode": episode_index, "episode_length": episode.length,
         "recent_returns": recent_returns[-10:], "since_log": since_log, "stopped": stopped,
