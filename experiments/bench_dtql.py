@@ -1,14 +1,19 @@
-r"""DTQL throughput and what one-step inference buys.
+r"""DTQL throughput and what one-step inference buys (and what the max-Q trick costs).
 
   python experiments/bench_dtql.py --out=bench_dtql.json
+  python experiments/bench_dtql.py --notrain --act_batches=1 --out=bench_dtql_act.json
 
 * Training: full DTQL updates (critic + diffusion BC + trust-region policy) at batch 256,
   `updates_per_dispatch` per jitted lax.scan dispatch, Hopper-sized spaces (obs 11, act 3) by
   default; updates/s, ms/update, XLA FLOPs/update and the share of the measured peak.
-* Acting latency at batch 1 and 256 (median of `repeats` jitted calls, blocked on):
-  the one-step policy (one forward pass), the one-step policy with the paper's max-Q trick
-  (`--candidates`, scored by the target twin Q), and the diffusion BC policy sampled with
-  deterministic Heun at 5 and 50 steps (2K - 1 denoiser evaluations).
+* Acting latency at batch 1 and 256 (median of `act_repeats` jitted calls, blocked on):
+  - `one_step`: num_candidates=1, one policy forward pass per state (not what the presets do);
+  - `one_step_maxqN`: num_candidates=N (`--candidates`, default 1024 = every paper preset):
+    N policy samples per state scored by the target twin Q, one drawn by softmax;
+  - `diffusion_heunK`: the diffusion BC policy with K deterministic Heun steps (2K - 1 denoiser
+    evaluations), the multi-step baseline one-step inference replaces.
+  Every row records the network work per state: policy rows, critic rows (one per Q net) and
+  denoiser evaluations. DTQL itself never runs the denoiser when acting.
 """
 
 import dataclasses
@@ -34,6 +39,8 @@ _STEPS = flags.DEFINE_list("diffusion_steps", ["5", "50"], "Heun steps of the di
 _CANDIDATES = flags.DEFINE_integer("candidates", 1024, "Max-Q candidates (paper: 1024).")
 _ACT_BATCHES = flags.DEFINE_list("act_batches", ["1", "256"], "Observation batch sizes.")
 _OUT = flags.DEFINE_string("out", "bench_dtql.json", "JSON output path.")
+_TRAIN = flags.DEFINE_bool("train", True, "Also time training (--notrain: acting only, on "
+                           "freshly initialised paper-size networks).")
 
 
 def make_data(n=100_000, obs_dim=11, act_dim=3):
@@ -75,26 +82,34 @@ def bench_acting(state_full):
   hp = state_full.hp
   one_step = state_full.replace(hp=dataclasses.replace(hp, num_candidates=1))
   max_q = state_full.replace(hp=dataclasses.replace(hp, num_candidates=_CANDIDATES.value))
-  methods = [("one_step", 1, lambda s, o, k: dtql.act(s, o, k, True), one_step),
-             (f"one_step_maxq{_CANDIDATES.value}", 1,
+  n_cand = _CANDIDATES.value
+  # (name, {policy rows, critic rows (2 Q nets each), denoiser evals} per state, fn, state)
+  methods = [("one_step", {"candidates": 1, "policy_rows": 1, "critic_rows": 0,
+                           "denoiser_evals": 0},
+              lambda s, o, k: dtql.act(s, o, k, True), one_step),
+             (f"one_step_maxq{n_cand}", {"candidates": n_cand, "policy_rows": n_cand,
+                                         "critic_rows": 2 * n_cand, "denoiser_evals": 0},
               lambda s, o, k: dtql.act(s, o, k, True), max_q)]
   for n in map(int, _STEPS.value):
-    methods.append((f"diffusion_heun{n}", 2 * n - 1,
+    methods.append((f"diffusion_heun{n}", {"candidates": 0, "policy_rows": 0, "critic_rows": 0,
+                                           "denoiser_evals": 2 * n - 1},
                     lambda s, o, k, n=n: dtql.sample_diffusion_policy(s, o, k, n), one_step))
   rows = []
   for b in map(int, _ACT_BATCHES.value):
     obs = jax.random.normal(jax.random.key(1), (b, hp.obs_dim))
-    for name, evals, fn, st in methods:
+    for name, work, fn, st in methods:
       f = jax.jit(fn)
       key = jax.random.key(2)
       heavy = b * (st.hp.num_candidates if name.startswith("one_step_maxq") else 1) > 10_000
       t = bench.time_fn(lambda: f(st, obs, key), repeats=3 if heavy else _ACT_REPEATS.value,
                         warmup=1 if heavy else 2)
-      rows.append({"method": name, "batch": b, "network_evals": evals, "ms": 1e3 * t,
+      rows.append({"method": name, "batch": b, **work, "ms": 1e3 * t,
                    "actions_per_s": b / t})
       print(f"act batch={b:4d} {name:22s} {1e3 * t:9.3f} ms ({b / t:11.1f} actions/s)")
   by = {(r["method"], r["batch"]): r["ms"] for r in rows}
   for b in map(int, _ACT_BATCHES.value):
+    print(f"batch {b}: the presets' {n_cand}-candidate acting / one-step = "
+          f"{by[(f'one_step_maxq{n_cand}', b)] / by[('one_step', b)]:.1f}x")
     for n in map(int, _STEPS.value):
       ratio = by[(f"diffusion_heun{n}", b)] / by[("one_step", b)]
       print(f"batch {b}: diffusion {n} steps / one-step = {ratio:.1f}x")
@@ -107,7 +122,12 @@ def main(argv):
   load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
   print(f"peak matmul: {peak / 1e9:.1f} GFLOP/s ({jax.default_backend()}), load avg {load}")
   spec = EnvSpec(_OBS.value, _ACT.value)
-  state, train_row = bench_training(spec, peak)
+  if _TRAIN.value:
+    state, train_row = bench_training(spec, peak)
+  else:
+    cfg = dtql.get_config()
+    state = jax.jit(lambda k: dtql.init(k, spec, cfg))(jax.random.key(0))
+    train_row = None
   act_rows = bench_acting(state)
   bench.write_json(_OUT.value, {"peak_flops": peak, "load_avg_1min": load,
                                 "machine": bench.machine_info(), "obs_dim": spec.obs_dim,
