@@ -430,3 +430,84 @@ def _check_online(name, preset, c, specs, runner, tmp_path, monkeypatch):
   if "extras" in summary:
     assert _finite({k: v for k, v in summary["extras"].items()
                     if isinstance(v, (int, float))}), summary["extras"]
+
+
+# ------------------------------------------------------------------------------------------
+# The matrix's own machinery: checks that can fail.
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+_SHRUNK_FIELDS = {
+    "updates_per_dispatch", "num_steps", "batch_size", "log_every", "eval_every",
+    "checkpoint_every", "eval_episodes", "num_env_steps", "start_steps", "replay_capacity",
+    "num_transitions", "windows_per_chunk", "samples_per_chunk", "sampler.num_steps",
+    "diffusion.num_steps", "agent.pretrain_steps",
+}
+
+
+@pytest.mark.parametrize("spec", ["td3bc:hopper-medium", "gta:paper", "atradiff:rlpd-hopper",
+                                  "sac:hopper"])
+def test_shrink_changes_only_sizes_and_step_counts(spec):
+  name, preset = spec.split(":")
+  full = _flat(build(name, preset).to_dict())
+  small = _flat(shrink(build(name, preset)).to_dict())
+  assert full.keys() == small.keys()
+  changed = {k for k in full if full[k] != small[k]}
+  size_like = {k for k in changed if k.rsplit(".", 1)[-1] in (
+      "hidden_dims", "hidden_dim", "width", "dim_t", "num_blocks", "dim", "denoiser_width",
+      "denoiser_dim_t", "denoiser_blocks", "denoiser_hidden_dim", "estimator_hidden_dims")}
+  step_like = {k for k in changed if k in _SHRUNK_FIELDS or k.startswith("atradiff.")}
+  assert changed - size_like - step_like == set(), changed - size_like - step_like
+  assert changed, "shrink changed nothing"
+
+
+def test_resolve_rejects_datasets_the_real_suites_do_not_have(tmp_path):
+  c = ml_collections.ConfigDict({"dataset": "embedded:walker2d-medium-replay"})
+  with pytest.raises(AssertionError, match="no embedded dataset 'walker2d-medium-replay'"):
+    resolve_datasets(c, str(tmp_path))
+  c = ml_collections.ConfigDict({"dataset": "d4rl:/somewhere/pen-human-v2.hdf5"})
+  with pytest.raises(AssertionError, match="publishes this dataset as 'pen-human-v1.hdf5'"):
+    resolve_datasets(c, str(tmp_path))
+  c = ml_collections.ConfigDict({"dataset": "npz:/tmp/generated.npz"})
+  with pytest.raises(AssertionError, match="locally generated npz"):
+    resolve_datasets(c, str(tmp_path))
+
+
+def test_resolve_requires_specs_to_follow_data_dir(tmp_path):
+  c = ml_collections.ConfigDict({"data_dir": "/data/d4rl"})
+  c.dataset = "d4rl:" + c.get_ref("data_dir") + "/hopper-medium-v2.hdf5"
+  specs = resolve_datasets(c, str(tmp_path))
+  assert specs == {"dataset": f"d4rl:{tmp_path}/hopper-medium-v2.hdf5"}
+  assert os.path.isfile(tmp_path / "hopper-medium-v2.hdf5")
+  fixed = ml_collections.ConfigDict({"data_dir": "/data/d4rl",
+                                     "dataset": "d4rl:/data/d4rl/hopper-medium-v2.hdf5"})
+  with pytest.raises(AssertionError, match="does not follow config.data_dir"):
+    resolve_datasets(fixed, str(tmp_path / "other"))
+  # Without data_dir the file name is kept and the directory replaced; Minari keeps its id path.
+  c = ml_collections.ConfigDict({"dataset": "d4rl:data/halfcheetah-medium-replay-v2.hdf5",
+                                 "offline_dataset": "minari:~/.minari/mujoco/ant/medium-v0"})
+  specs = resolve_datasets(c, str(tmp_path))
+  assert specs["dataset"] == f"d4rl:{tmp_path}/halfcheetah-medium-replay-v2.hdf5"
+  assert specs["offline_dataset"] == f"minari:{tmp_path}/mujoco/ant/medium-v0"
+  ds = load_all(specs, {})
+  assert (ds["offline_dataset"].obs_dim, ds["offline_dataset"].act_dim) == (27, 8)
+
+
+@pytest.mark.parametrize("env", ["hopper", "halfcheetah", "walker2d", "ant"])
+def test_stand_in_dimensions_match_jaxaug_environments(env, tmp_path):
+  from jaxaug import envs
+  from jaxaug.data import loaders
+  path = fixtures.write_d4rl(str(tmp_path / fixtures.d4rl_filename(f"{env}-medium")))
+  ds = loaders.load_dataset(f"d4rl:{path}", env_spec=envs.env_spec(env))
+  assert ds.metadata.get("next_observations_rebuilt") is None  # v2 files store them
+  suite = fixtures.SUITES[env]
+  assert (ds.obs_dim, ds.act_dim) == (suite.obs_dim, suite.act_dim)
