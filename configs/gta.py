@@ -8,11 +8,12 @@ r"""GTA configs: `--config=configs/gta.py:PRESET`.
 Presets:
   * `tiny`  CPU, about a minute: H = 8 windows, a 2-level MixerUnet (dim 8), 300 steps, 32-step
     sampler, 2k generated transitions, on `embedded:hopper-medium-replay`.
-  * `paper` (default): GTA's settings on the embedded hopper-medium-replay data: H = 32,
+  * `paper` (default): GTA's hopper-medium-replay settings on the embedded data: H = 32,
     MixerUnet dim 16 with multipliers (1, 2, 4, 8) (~29.6M params at D = 24), batch 256, 1M
     steps, AdamW 3e-4 (0.9, 0.99), cosine restarted every 100k, EMA 0.995 every 10 steps,
     condition dropout 0.25; sampling 128 Heun steps with churn, noising_ratio 0.5,
-    return_multiplier 1.3, guidance_scale 2.0, 5M transitions in chunks of 1000 windows.
+    return_multiplier 1.3, guidance_scale 2.0, return-bin reweighting (50 bins), 5M
+    transitions in chunks of 1000 windows. `tiny` uses the same method settings.
   * `<dataset>`: the paper's per-dataset settings on `d4rl:<data_dir>/<dataset>-v2.hdf5`
     (maze2d: -v1) for the 9 locomotion datasets (halfcheetah/hopper/walker2d x medium,
     medium-replay, medium-expert), maze2d-{umaze,medium,large} and
@@ -147,8 +148,12 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     c.sampler.num_steps = 32
     c.num_transitions = 2000
     c.windows_per_chunk = 64
-  elif name in DATASETS:
+  if name in DATASETS:
     _dataset_preset(c, name)
+  else:
+    # tiny / paper run on the embedded hopper-medium-replay data: that dataset's paper settings.
+    _dataset_preset(c, "hopper-medium-replay")
+    c.dataset = "embedded:hopper-medium-replay"
   if fixes:
     for field, value in FIXES.items():
       group, key = field.split(".")

@@ -233,6 +233,7 @@ def test_paper_presets_per_dataset():
     assert c.gta.short_episodes == "skip" and not c.gta.decode_terminals
     assert not c.gta.fix_success_weighting and not c.sampler.guide_correction
     assert not c.sampler.no_sampling_dropout and c.diffusion.cond_dropout == 0.25
+  assert gcfg.get_config("paper").gta.reweight == "return_bins"  # embedded hopper-medium-replay
   # data_dir is a lazy reference; +fixes = the paper preset with exactly the FIXES flipped.
   c = gcfg.get_config("hopper-medium-replay")
   c.data_dir = "/data/d4rl"
