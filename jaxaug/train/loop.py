@@ -183,6 +183,7 @@ def run_training(
 
   ckpt = None
   step = 0
+  last: dict = {}
   if workdir is not None:
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=cfg.max_checkpoints)
     latest = ckpt.latest_step()
@@ -190,12 +191,16 @@ def run_training(
       restored = ckpt.restore(latest, {"state": state, "rng": rng})
       state, rng = restored["state"], restored["rng"]
       step = int(latest)
+      # A finished run re-run (killed after its last checkpoint, say) returns the final record
+      # it logged, so its summary is the uninterrupted run's.
+      last = {n: np.asarray(v, dtype) for n, (dtype, v)
+              in ckpt.restore_meta(latest).get("last", {}).items()}
       logging.info("Resumed from %s at step %d", ckpt.directory, step)
+  # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
   logger = MetricLogger(workdir, cfg.num_steps, is_main=is_main and workdir is not None,
-                        resume_step=step if step else None) if workdir else None
+                        resume_step=step) if workdir else None
 
   dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh, cfg.num_seeds)
-  last: dict = {}
   while step < cfg.num_steps:
     state, rng, metrics = dispatch(state, rng, data)
     step += k
@@ -213,7 +218,8 @@ def run_training(
         logger.log(step, {n: v for n, v in record.items()})
     if ckpt is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
                              or step == cfg.num_steps):
-      ckpt.save(step, {"state": state, "rng": rng}, dict(meta or {}, step=step))
+      ckpt.save(step, {"state": state, "rng": rng}, dict(
+          meta or {}, step=step, last={n: (str(v.dtype), v.tolist()) for n, v in last.items()}))
   if ckpt is not None:
     ckpt.close()
   if logger is not None:

@@ -257,11 +257,13 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info("Resumed from step %d (episode %d, replayed %d env steps)", step,
                  episode_index, episode.length)
 
-  logger = MetricLogger(workdir, total, resume_step=latest)
+  # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
+  logger = MetricLogger(workdir, total, resume_step=latest or 0)
   eval_key = jax.random.key(0)  # deterministic evaluation needs no randomness
   act_fn = jax.jit(lambda s, o: agent.act(s, o, eval_key, deterministic=True))
   last_metrics: dict = {}
-  last_eval: dict = {}
+  # A finished run re-run (killed after its last checkpoint) reports the evaluation it logged.
+  last_eval: dict = dict(meta.get("last_eval", {})) if latest is not None else {}
   t0, step0 = time.time(), step
 
   def save(step_):
@@ -274,6 +276,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     ckpt.save(step_, state, meta={
         "step": step_, "episode": episode_index, "episode_length": episode.length,
         "recent_returns": recent_returns[-10:], "since_log": since_log, "stopped": stopped,
+        "last_eval": last_eval,
         "env_id": env_id,
         "seed": int(config.seed)})
 
