@@ -20,10 +20,11 @@ policy updates, and online adaptation (ATraDiff Sec. 4.2-4.3).
   parameters and optimiser states, importance buffers, the host queue).
 
 Differences from the paper, on purpose: generation is deferred to the next round (at most
-`generation_interval` env steps late, earlier when the queue is full) so that it is batched; store decisions use a
-counter-based RNG (seed, env step) so they are reproduced on resume. With `terminal_fn = "env"`
-(default) synthetic trajectories end at their first terminal state under the environment's
-termination rule, stored as terminal; the paper does not say how it treats terminals.
+`generation_interval` env steps late, earlier when the queue is full) so that it is batched;
+store decisions use a counter-based RNG (seed, env step) so they are reproduced on resume.
+With `terminal_fn = "env"` (default) synthetic trajectories end at their first terminal state
+under the environment's termination rule, stored as terminal; with `clip_actions` (default)
+their actions are clipped to the action range; the paper says neither (docs/methods/atradiff.md).
 """
 
 from __future__ import annotations
@@ -227,6 +228,9 @@ class ATraDiffAugmenter:
       raise ValueError(f"config.atradiff.importance must be one of {IMPORTANCE}, got "
                        f"{acfg.importance!r}")
     terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)  # validates the field
+    if int(acfg.queue_size) <= 0 or int(acfg.generation_interval) <= 0:
+      raise ValueError(f"config.atradiff.queue_size and generation_interval must be positive, "
+                       f"got {acfg.queue_size} and {acfg.generation_interval}")
     self.cfg = acfg
     self.spec = spec
     self.seed = int(config.seed)
@@ -260,9 +264,6 @@ class ATraDiffAugmenter:
         td=aimp.init_importance(int(acfg.td_heap_size)),
         reward=aimp.init_importance(int(acfg.reward_buffer_size)), key=k_state)
     q = int(acfg.queue_size)
-    if q <= 0 or int(acfg.generation_interval) <= 0:
-      raise ValueError(f"config.atradiff.queue_size and generation_interval must be positive, "
-                       f"got {q} and {acfg.generation_interval}")
     self.queue = np.zeros((q, spec.obs_dim), np.float32)  # host queue: one round's batch
     self.queue_count = 0
     self.episodes = np.zeros((MAX_PENDING_EPISODES, 3), np.float64)  # [first row, len, return]
