@@ -9,13 +9,16 @@ quality in random, medium, medium-replay, medium-expert, expert (see jaxaug/agen
 CORL's 15 locomotion yamls (`configs/offline/td3_bc/<env>/<dataset>_v2.yaml`) all use the same
 settings (alpha 2.5, state normalisation, raw rewards, batch 256, 1M steps, policy noise 0.2,
 noise clip 0.5, policy delay 2), which are the agent's defaults, so the dataset presets differ
-only in their data file and environment. See docs/methods/td3bc.md.
+only in their data file and environment. CORL's 6 AntMaze yamls differ only in rewards (r - 1)
+and 100 evaluation episodes (jaxaug has no AntMaze environment yet: those presets train, and
+evaluation needs --config.eval_episodes=0 until it has). See docs/methods/td3bc.md.
 """
 
 from jaxaug.agents import presets, td3bc
 
-PRESETS = tuple(presets.all_presets())
+PRESETS = tuple(presets.all_presets(antmaze=True))
 
 
 def get_config(arg=None):
-  return presets.offline_config("td3bc", td3bc.get_config(), arg, config_file="configs/td3bc.py")
+  return presets.offline_config("td3bc", td3bc.get_config(), arg, config_file="configs/td3bc.py",
+                                antmaze=True)

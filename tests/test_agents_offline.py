@@ -256,6 +256,8 @@ def test_config_presets(name):
 
 LOCOMOTION = [f"{e}-{q}" for e in ("hopper", "halfcheetah", "walker2d")
               for q in ("random", "medium", "medium-replay", "medium-expert", "expert")]
+ANTMAZE = ["antmaze-umaze", "antmaze-umaze-diverse", "antmaze-medium-play",
+           "antmaze-medium-diverse", "antmaze-large-play", "antmaze-large-diverse"]
 
 
 @pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
@@ -276,6 +278,8 @@ def test_presets_lists_every_preset_get_config_accepts(name):
   assert str(e.value).split("expected one of: ")[1].split(", ") == list(presets_)
   # '+fixes' presets exist only where the agent has switches (MCQ).
   assert any(p.endswith("+fixes") for p in presets_) == (name == "mcq")
+  # AntMaze presets where CORL's yamls for the agent have them and jaxaug encodes them.
+  assert (set(ANTMAZE) <= set(presets_)) == (name in ("iql", "td3bc"))
 
 
 # CORL's configs/offline/iql/<env>/<dataset>_v2.yaml, transcribed by hand:
@@ -285,21 +289,25 @@ CORL_IQL = {
     "hopper-medium": (True, 0.001, 3.0, 0.7, True),
     "hopper-medium-replay": (True, 0.001, 3.0, 0.7, True),
     "hopper-medium-expert": (False, 0.005, 6.0, 0.5, False),
+    **{name: (False, 0.005, 10.0, 0.9, True) for name in ANTMAZE},  # normalize_reward: r - 1
 }
 
 
-@pytest.mark.parametrize("dataset", LOCOMOTION)
+@pytest.mark.parametrize("dataset", LOCOMOTION + ANTMAZE)
 def test_iql_presets_follow_corl_yamls(dataset):
   c = _load_config_module("iql").get_config(dataset)
   deterministic, tau, beta, expectile, norm_reward = CORL_IQL.get(
       dataset, (False, 0.005, 3.0, 0.7, False))
+  antmaze = dataset.startswith("antmaze")
   assert c.agent.actor == ("deterministic" if deterministic else "gaussian")
   assert c.agent.tau == tau and c.agent.temperature == beta and c.agent.expectile == expectile
-  assert c.reward_normalization == ("locomotion" if norm_reward else "none")
+  assert c.reward_normalization == (("antmaze" if antmaze else "locomotion") if norm_reward
+                                    else "none")
+  assert c.eval_episodes == (100 if antmaze else 10)
   # Shared by every yaml.
   assert (c.agent.actor_lr, c.agent.critic_lr, c.agent.value_lr) == (3e-4, 3e-4, 3e-4)
   assert c.agent.discount == 0.99 and c.agent.actor_dropout == 0.0 and c.normalize_obs
-  assert c.batch_size == 256 and c.eval_every == 5000 and c.eval_episodes == 10
+  assert c.batch_size == 256 and c.eval_every == 5000
   assert c.agent.actor_lr_decay_steps == c.num_steps == 1_000_000
 
 
@@ -316,16 +324,30 @@ def test_cql_presets_follow_corl_yamls(dataset):
   assert c.normalize_obs and c.batch_size == 256 and c.eval_episodes == 10
 
 
-@pytest.mark.parametrize("dataset", LOCOMOTION)
+@pytest.mark.parametrize("dataset", LOCOMOTION + ANTMAZE)
 def test_td3bc_presets_follow_corl_and_paper(dataset):
   c = _load_config_module("td3bc").get_config(dataset)
+  antmaze = dataset.startswith("antmaze")
   a = c.agent
   assert (a.alpha, a.actor_lr, a.critic_lr, a.tau, a.discount) == (2.5, 3e-4, 3e-4, 0.005, 0.99)
   assert (a.policy_noise, a.noise_clip, a.policy_delay) == (0.2, 0.5, 2)
   assert a.hidden_dims == (256, 256)
-  assert c.normalize_obs and c.reward_normalization == "none"
+  assert c.normalize_obs and c.reward_normalization == ("antmaze" if antmaze else "none")
   assert c.batch_size == 256 and c.num_steps == 1_000_000
-  assert c.eval_every == 5000 and c.eval_episodes == 10
+  assert c.eval_every == 5000 and c.eval_episodes == (100 if antmaze else 10)
+  assert c.env_id == (f"{dataset}-v2" if antmaze else c.env_id)
+
+
+def test_antmaze_presets_train_without_environment_and_refuse_evaluation():
+  """AntMaze has no jaxaug environment: the spec comes from the data, evaluation is refused."""
+  from jaxaug.train import offline
+  c = _load_config_module("iql").get_config("antmaze-umaze")
+  ds = _raw_dataset()
+  with pytest.raises(ValueError, match="AntMaze"):
+    offline.resolve_env(c, ds)
+  c.eval_episodes = 0
+  env_id, spec = offline.resolve_env(c, ds)
+  assert env_id is None and (spec.obs_dim, spec.act_dim) == (OBS_DIM, ACT_DIM)
 
 
 def _raw_dataset():

@@ -26,6 +26,11 @@ from jaxaug.train.config import offline_base_config
 LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
                    "walker2d": "Walker2d-v5"}
 D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert")
+# D4RL AntMaze v2 datasets. jaxaug has no AntMaze environment yet: these presets train, and
+# train_offline refuses to evaluate them with an error naming the missing suite
+# (--config.eval_episodes=0 trains without evaluation).
+ANTMAZE_DATASETS = ("antmaze-umaze", "antmaze-umaze-diverse", "antmaze-medium-play",
+                    "antmaze-medium-diverse", "antmaze-large-play", "antmaze-large-diverse")
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".d4rl", "datasets")
 BASE_PRESETS = ("default", "tiny", "small")
 FIXES_SUFFIX = "+fixes"
@@ -36,15 +41,17 @@ DatasetHook = Callable[[ml_collections.ConfigDict, str, str], None]
 FixesHook = Callable[[ml_collections.ConfigDict], None]
 
 
-def dataset_presets() -> list[str]:
-  return [f"{env}-{q}" for env in LOCOMOTION_ENVS for q in D4RL_QUALITIES]
+def dataset_presets(antmaze: bool = False) -> list[str]:
+  names = [f"{env}-{q}" for env in LOCOMOTION_ENVS for q in D4RL_QUALITIES]
+  return names + list(ANTMAZE_DATASETS) if antmaze else names
 
 
-def all_presets(with_fixes: bool = False) -> list[str]:
-  """Every preset name `offline_config` accepts (with `with_fixes`: also `<dataset>+fixes`)."""
-  names = list(BASE_PRESETS) + dataset_presets()
+def all_presets(with_fixes: bool = False, antmaze: bool = False) -> list[str]:
+  """Every preset name `offline_config` accepts (with `with_fixes`: also `<dataset>+fixes`;
+  with `antmaze`: also the AntMaze datasets)."""
+  names = list(BASE_PRESETS) + dataset_presets(antmaze)
   if with_fixes:
-    names += [p + FIXES_SUFFIX for p in dataset_presets()]
+    names += [p + FIXES_SUFFIX for p in dataset_presets(antmaze)]
   return names
 
 
@@ -52,7 +59,7 @@ def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg
                    *, tiny_agent: dict | None = None, small_agent: dict | None = None,
                    tiny: dict | None = None, small: dict | None = None,
                    base: dict | None = None, dataset_hook: DatasetHook | None = None,
-                   fixes: FixesHook | None = None,
+                   fixes: FixesHook | None = None, antmaze: bool = False,
                    config_file: str = "configs/<agent>.py") -> ml_collections.ConfigDict:
   """The base offline config with `agent_name`'s defaults and the preset `arg` applied.
 
@@ -60,10 +67,11 @@ def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg
   tiny / small override top-level fields; `base` overrides top-level fields in every preset
   (e.g. an agent whose reference does not normalise states). `dataset_hook` applies the reference's per-dataset
   settings in the dataset presets. `fixes`, when given, enables `<dataset>+fixes` presets: the
-  paper preset of that dataset with `fixes` applied on top.
+  paper preset of that dataset with `fixes` applied on top. `antmaze` adds the AntMaze
+  presets (rewards r - 1 and 100 evaluation episodes unless the hook says otherwise).
   """
   preset = (arg or "default").strip()
-  known = all_presets(with_fixes=fixes is not None)
+  known = all_presets(with_fixes=fixes is not None, antmaze=antmaze)
   if preset not in known:
     raise ValueError(f"unknown preset {preset!r} for {config_file}; expected one of: "
                      f"{', '.join(known)}")
@@ -100,11 +108,16 @@ def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg
   else:  # a D4RL dataset
     env_name, quality = preset.split("-", 1)
     c.dataset = "d4rl:" + c.get_ref("data_dir") + f"/{preset}-v2.hdf5"
-    c.env_id = LOCOMOTION_ENVS[env_name]
     c.num_steps = 1_000_000
     c.batch_size = 256
     c.eval_every = 5000
-    c.eval_episodes = 10
+    if env_name == "antmaze":
+      c.env_id = f"{preset}-v2"  # the D4RL task; its environment suite is not in jaxaug yet
+      c.eval_episodes = 100
+      c.reward_normalization = "antmaze"  # r - 1 (IQL, CORL, OfflineRL-Kit)
+    else:
+      c.env_id = LOCOMOTION_ENVS[env_name]
+      c.eval_episodes = 10
     c.checkpoint_every = 50_000
     if dataset_hook is not None:
       dataset_hook(c, env_name, quality)
