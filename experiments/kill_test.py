@@ -32,6 +32,8 @@ _DELAYS = flags.DEFINE_integer("delays", 2, "Random-delay kill points per job.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random delays.")
 _JSON = flags.DEFINE_string("json", None, "Write all results here (default ROOT/results.json).")
 _KEEP = flags.DEFINE_bool("keep", False, "Keep every resumed run directory (for inspection).")
+_REUSE = flags.DEFINE_bool("reuse_refs", False, "Reuse the uninterrupted runs already in --root "
+                           "(only while the code is unchanged).")
 _BUDGET = flags.DEFINE_float("budget_s", 0.0, "Stop starting new kill points after this many "
                              "seconds (0 = no limit); the table says what ran.")
 
@@ -63,7 +65,13 @@ def main(argv):
 
   for job_index, name in enumerate(selected):
     job = jobs[name]
-    ref, seconds = kh.reference(root, job)
+    try:
+      ref, seconds = kh.reference(root, job, force=not _REUSE.value)
+    except RuntimeError as e:  # the job itself fails: reported, the others go on
+      print(f"{name}: {e}", flush=True)
+      results.append(kh.KillResult(name, "reference run", False, False, [], [str(e)[-2000:]], []))
+      write()
+      continue
     refs[name] = seconds
     print(f"{name}: reference run {seconds:.1f} s", flush=True)
     if name not in _JOBS.value:
