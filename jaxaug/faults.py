@@ -16,8 +16,8 @@ Points (the names are the contract the kill tests rely on):
   augment.chunk         a generation chunk is written under its temporary name, not renamed
   npz.write             save_npz: the npz is written under its temporary name, not renamed
   hdf5.write            save_d4rl_hdf5: the hdf5 is written under its temporary name, not renamed
-  dataset.write         the dataset builder: a dataset's hdf5 is in place, its Minari copy and
-                        the build summary are not
+  dataset.write         the dataset builder: a dataset's Minari copy is written, its hdf5 (the
+                        mark that the kind is done) is not
 
 When JAXAUG_FAULT is unset, `point` is one dictionary lookup and returns; nothing else changes.
 It is not an API for users: never set JAXAUG_FAULT outside tests.

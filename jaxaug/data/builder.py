@@ -193,11 +193,13 @@ def _write(ds: OfflineDataset, opts: BuildOptions, kind: str) -> dict:
   ds.metadata.update(_stats(ds, env_id))
   validate_dataset(ds, envs.env_spec(env_id))
   path = dataset_path(opts, kind)
-  save_d4rl_hdf5(ds, path)
-  faults.point("dataset.write")  # test-only kill point (jaxaug/faults.py)
+  # The hdf5 goes last: its existence marks the kind as done (a re-run skips it), so a kill
+  # between the two writes must not leave the Minari copy unwritten for good.
   if opts.minari:
     save_minari(ds, path[:-len(".hdf5")] + ".minari", env_id,
                 dataset_id=ds.metadata["dataset_id"], overwrite=True)
+  faults.point("dataset.write")  # test-only kill point (jaxaug/faults.py)
+  save_d4rl_hdf5(ds, path)
   logging.info("wrote %s: %s", path, json.dumps(_stats(ds, env_id)))
   return _stats(ds, env_id)
 
