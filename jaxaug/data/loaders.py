@@ -38,7 +38,7 @@ import numpy as np
 from jaxaug import faults
 from jaxaug.data.dataset import TRANSITION_FIELDS, OfflineDataset
 from jaxaug.data.fileio import atomic_directory, atomic_path, to_jsonable
-from jaxaug.data.validate import (REQUIRED_FIELDS, check_binary, check_lengths,
+from jaxaug.data.validate import (REQUIRED_FIELDS, check_binary, check_dtypes, check_lengths,
                                   next_observation_breaks, require_fields, validate_dataset)
 from jaxaug.types import EnvSpec
 
@@ -64,8 +64,11 @@ def load_dataset(spec: str, env_spec: EnvSpec | None = None, *,
   `episodic` overrides metadata['episodic']: False skips the next-observation continuity rule
   (transition-only data such as synthetic SynthER samples).
   """
+  if not isinstance(spec, str):
+    raise ValueError(f"dataset spec {spec!r}: expected a string such as 'd4rl:PATH'")
   fmt, _, arg = spec.partition(":")
   if fmt not in FORMATS or not arg:
+    _check_prefix(spec)
     fmt, arg = _infer_format(spec), spec
   if fmt == "d4rl":
     ds = _load_d4rl(arg)
@@ -89,6 +92,23 @@ def available_embedded() -> list[str]:
   return sorted(p.name[:-4] for p in root.iterdir() if p.name.endswith(".npz"))
 
 
+def _formats_expected() -> str:
+  return (f"expected one of {', '.join(f + ':PATH' for f in FORMATS[:3])}, embedded:NAME "
+          f"(embedded: {', '.join(available_embedded()) or 'none'}), or a path ending in "
+          f".hdf5/.h5/.npz or naming a Minari directory")
+
+
+def _check_prefix(spec: str) -> None:
+  """'hdf:x.hdf5', 'D4RL:x': a format prefix we do not know (and not an existing path)."""
+  head, sep, _ = spec.partition(":")
+  if head in FORMATS and not os.path.exists(spec):
+    raise ValueError(f"dataset spec '{spec}': nothing after '{head}:'; expected "
+                     f"{'embedded:NAME' if head == 'embedded' else head + ':PATH'}")
+  if sep and head.isidentifier() and len(head) > 1 and not os.path.exists(spec):
+    raise ValueError(f"dataset spec '{spec}': unknown format prefix '{head}:'; "
+                     f"{_formats_expected()}")
+
+
 def _infer_format(spec: str) -> str:
   lower = spec.lower()
   if lower.endswith((".hdf5", ".h5")):
@@ -97,10 +117,7 @@ def _infer_format(spec: str) -> str:
     return "npz"
   if os.path.isdir(spec):
     return "minari"
-  raise ValueError(f"dataset spec '{spec}': expected one of "
-                   f"{', '.join(f + ':PATH' for f in FORMATS[:3])}, embedded:NAME "
-                   f"(embedded: {', '.join(available_embedded()) or 'none'}), or a path ending in "
-                   f".hdf5/.h5/.npz or naming a Minari directory")
+  raise ValueError(f"dataset spec '{spec}': {_formats_expected()}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -111,6 +128,10 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], infos: Mapping[str, np.ndarra
                  metadata: dict[str, Any], source: str, layout: str) -> OfflineDataset:
   """Checks fields and lengths, fills optional fields, rebuilds next_observations if needed."""
   require_fields(arrays.keys(), REQUIRED_FIELDS, source, layout)
+  if not isinstance(metadata, dict):
+    raise ValueError(f"{source}: field 'metadata' is a JSON {type(metadata).__name__}, expected "
+                     f"a JSON object")
+  check_dtypes({**arrays, **{f"infos/{k}": v for k, v in infos.items()}}, source)
   arrays = dict(arrays)
   for key in ("rewards", "terminals", "timeouts"):
     if key in arrays and np.ndim(arrays[key]) == 2 and np.shape(arrays[key])[1] == 1:
@@ -204,27 +225,46 @@ def _read_infos(group: h5py.Group, prefix: str = "") -> dict[str, np.ndarray]:
   return infos
 
 
-def _load_d4rl(path: str) -> OfflineDataset:
+def _open_hdf5(path: str, what: str) -> h5py.File:
+  """h5py.File(path, 'r') with errors that name the file (missing, a directory, truncated)."""
+  if os.path.isdir(path):
+    raise ValueError(f"{path}: is a directory, expected {what}")
   if not os.path.isfile(path):
-    raise ValueError(f"{path}: no such D4RL hdf5 file")
+    raise ValueError(f"{path}: no such {what}")
+  if os.path.getsize(path) == 0:
+    raise ValueError(f"{path}: empty file (0 bytes), expected {what}")
   try:
-    f = h5py.File(path, "r")
-  except OSError as e:
-    raise ValueError(f"{path}: not a readable hdf5 file ({e})") from e
-  with f:
-    arrays = {k: f[k][()] for k in TRANSITION_FIELDS if k in f and isinstance(f[k], h5py.Dataset)}
-    infos = _read_infos(f["infos"]) if "infos" in f else {}
-    metadata: dict[str, Any] = {}
-    if METADATA_KEY in f.attrs:
+    return h5py.File(path, "r")
+  except OSError as e:  # truncated or not hdf5 at all
+    raise ValueError(f"{path}: not a readable hdf5 file, truncated or corrupt? ({e})") from e
+
+
+def _load_d4rl(path: str) -> OfflineDataset:
+  f = _open_hdf5(path, "D4RL hdf5 file")
+  try:
+    with f:
+      return _read_d4rl(f, path)
+  except (OSError, RuntimeError, KeyError) as e:  # a damaged block inside an openable file
+    raise ValueError(f"{path}: hdf5 file could not be read, truncated or corrupt? ({e})") from e
+
+
+def _read_d4rl(f: h5py.File, path: str) -> OfflineDataset:
+  arrays = {k: f[k][()] for k in TRANSITION_FIELDS if k in f and isinstance(f[k], h5py.Dataset)}
+  infos = _read_infos(f["infos"]) if "infos" in f else {}
+  metadata: dict[str, Any] = {}
+  if METADATA_KEY in f.attrs:
+    try:
       metadata = json.loads(f.attrs[METADATA_KEY])
-    else:
-      skipped: list[str] = []
-      for key, value in f.attrs.items():
-        metadata[key] = to_jsonable(_h5_value(value))
-      if "metadata" in f:
-        _read_metadata_group(f["metadata"], "", metadata, skipped)
-      if skipped:
-        metadata["skipped_metadata"] = skipped
+    except (TypeError, json.JSONDecodeError) as e:
+      raise ValueError(f"{path}: attribute '{METADATA_KEY}' is not JSON text ({e})") from e
+  else:
+    skipped: list[str] = []
+    for key, value in f.attrs.items():
+      metadata[key] = to_jsonable(_h5_value(value))
+    if "metadata" in f:
+      _read_metadata_group(f["metadata"], "", metadata, skipped)
+    if skipped:
+      metadata["skipped_metadata"] = skipped
   return _from_arrays(arrays, infos, metadata, path, "D4RL hdf5")
 
 
@@ -280,6 +320,10 @@ def save_npz(dataset: OfflineDataset, path: str | os.PathLike) -> None:
 def _load_npz(path, source: str) -> OfflineDataset:
   data = {}
   key = None
+  if os.path.isdir(path):
+    raise ValueError(f"{source}: is a directory, expected an npz file")
+  if os.path.isfile(path) and os.path.getsize(path) == 0:
+    raise ValueError(f"{source}: empty file (0 bytes), expected an npz file")
   try:
     with np.load(path, allow_pickle=False) as z:
       for key in z.files:
@@ -288,8 +332,8 @@ def _load_npz(path, source: str) -> OfflineDataset:
     raise ValueError(f"{source}: no such npz file") from e
   except ValueError as e:  # object arrays need pickle: not our format
     raise ValueError(f"{source}: field '{key}' cannot be read without pickle ({e})") from e
-  except Exception as e:  # zipfile.BadZipFile, OSError
-    raise ValueError(f"{source}: not a readable npz file ({e})") from e
+  except Exception as e:  # zipfile.BadZipFile, OSError, zlib.error (truncated members)
+    raise ValueError(f"{source}: not a readable npz file, truncated or corrupt? ({e})") from e
   metadata: dict[str, Any] = {}
   if "metadata" in data:
     try:
@@ -316,6 +360,11 @@ def _load_embedded(name: str) -> OfflineDataset:
 
 
 def _minari_data_dir(path: str) -> str:
+  if not os.path.exists(path):
+    raise ValueError(f"{path}: no such Minari dataset directory")
+  if not os.path.isdir(path):
+    raise ValueError(f"{path}: is a file, expected a Minari dataset directory (for a D4RL or npz "
+                     f"file use the d4rl: or npz: prefix)")
   for candidate in (os.path.join(path, "data"), path):
     if os.path.isfile(os.path.join(candidate, "main_data.hdf5")):
       return candidate
@@ -345,54 +394,69 @@ def _load_minari(path: str) -> OfflineDataset:
     raise ValueError(f"{meta_file}: missing (a Minari dataset needs data/metadata.json)") from e
   except json.JSONDecodeError as e:
     raise ValueError(f"{meta_file}: not valid JSON ({e})") from e
+  if not isinstance(minari_meta, dict):
+    raise ValueError(f"{meta_file}: expected a JSON object, got a {type(minari_meta).__name__}")
   h5_file = os.path.join(data_dir, "main_data.hdf5")
+  f = _open_hdf5(h5_file, "Minari main_data.hdf5")
+  try:
+    with f:
+      return _read_minari(f, h5_file, minari_meta, meta_file)
+  except (OSError, RuntimeError, KeyError) as e:  # a damaged block inside an openable file
+    raise ValueError(f"{h5_file}: hdf5 file could not be read, truncated or corrupt? ({e})") \
+        from e
+
+
+def _read_minari(f: h5py.File, h5_file: str, minari_meta: dict, meta_file: str
+                 ) -> OfflineDataset:
   columns: dict[str, list[np.ndarray]] = {k: [] for k in TRANSITION_FIELDS}
   info_cols: dict[str, list[np.ndarray]] = {}
   obs_keys = None
-  with h5py.File(h5_file, "r") as f:
-    episodes = sorted((k for k in f.keys() if k.startswith("episode_")),
-                      key=lambda k: int(k.split("_", 1)[1]))
-    for ep_index, ep in enumerate(episodes):
-      g = f[ep]
-      src = f"{h5_file}:{ep}"
-      require_fields(g.keys(), ("observations", "actions", "rewards", "terminations",
-                                "truncations"), src, "Minari")
-      obs, obs_keys = _minari_leaf(g["observations"], src, "observations")
-      act, _ = _minari_leaf(g["actions"], src, "actions")
-      t = len(act)
-      if len(obs) != t + 1:
-        raise ValueError(f"{src}: field 'observations' has {len(obs)} rows, expected {t + 1} "
-                         f"(T+1 for T={t} actions)")
-      ep_arrays = {"rewards": g["rewards"][()], "terminations": g["terminations"][()],
-                   "truncations": g["truncations"][()]}
-      check_lengths(ep_arrays, src, n=t, reference="actions")
-      term = ep_arrays["terminations"].astype(np.float32)
-      trunc = ep_arrays["truncations"].astype(np.float32)
-      if t and not (term[-1] or trunc[-1]):
-        # A collector that stopped mid-episode: the episode still ends here for us.
-        trunc = trunc.copy()
-        trunc[-1] = 1.0
-      columns["observations"].append(obs[:-1])
-      columns["next_observations"].append(obs[1:])
-      columns["actions"].append(act)
-      columns["rewards"].append(ep_arrays["rewards"])
-      columns["terminals"].append(term)
-      columns["timeouts"].append(trunc)
-      infos = _read_infos(g["infos"]) if "infos" in g else {}
-      if ep_index == 0:
-        info_cols = {k: [] for k in infos}
-      for k in list(info_cols):
-        if k not in infos:
-          del info_cols[k]  # keep only infos present in every episode
-          continue
-        v = infos[k]
-        if len(v) not in (t, t + 1):
-          raise ValueError(f"{src}: field 'infos/{k}' has {len(v)} rows, expected {t + 1}")
-        info_cols[k].append(v[:t])  # the info at each transition's observation
+  episodes = sorted((k for k in f.keys() if k.startswith("episode_")),
+                    key=lambda k: int(k.split("_", 1)[1]))
+  for ep_index, ep in enumerate(episodes):
+    g = f[ep]
+    src = f"{h5_file}:{ep}"
+    require_fields(g.keys(), ("observations", "actions", "rewards", "terminations",
+                              "truncations"), src, "Minari")
+    obs, obs_keys = _minari_leaf(g["observations"], src, "observations")
+    act, _ = _minari_leaf(g["actions"], src, "actions")
+    t = len(act)
+    if len(obs) != t + 1:
+      raise ValueError(f"{src}: field 'observations' has {len(obs)} rows, expected {t + 1} "
+                       f"(T+1 for T={t} actions)")
+    ep_arrays = {"rewards": g["rewards"][()], "terminations": g["terminations"][()],
+                 "truncations": g["truncations"][()]}
+    check_lengths(ep_arrays, src, n=t, reference="actions")
+    for k, v in ep_arrays.items():
+      if v.ndim != 1:
+        raise ValueError(f"{src}: field '{k}' must have shape (T,), got {v.shape}")
+    term = ep_arrays["terminations"].astype(np.float32)
+    trunc = ep_arrays["truncations"].astype(np.float32)
+    if t and not (term[-1] or trunc[-1]):
+      # A collector that stopped mid-episode: the episode still ends here for us.
+      trunc = trunc.copy()
+      trunc[-1] = 1.0
+    columns["observations"].append(obs[:-1])
+    columns["next_observations"].append(obs[1:])
+    columns["actions"].append(act)
+    columns["rewards"].append(ep_arrays["rewards"])
+    columns["terminals"].append(term)
+    columns["timeouts"].append(trunc)
+    infos = _read_infos(g["infos"]) if "infos" in g else {}
+    if ep_index == 0:
+      info_cols = {k: [] for k in infos}
+    for k in list(info_cols):
+      if k not in infos:
+        del info_cols[k]  # keep only infos present in every episode
+        continue
+      v = infos[k]
+      if len(v) not in (t, t + 1):
+        raise ValueError(f"{src}: field 'infos/{k}' has {len(v)} rows, expected {t + 1}")
+      info_cols[k].append(v[:t])  # the info at each transition's observation
   if not episodes:
     raise ValueError(f"{h5_file}: empty dataset (no episode_<i> groups)")
-  arrays = {k: np.concatenate(v) for k, v in columns.items()}
-  infos = {k: np.concatenate(v) for k, v in info_cols.items()}
+  arrays = {k: _concat_episodes(v, h5_file, k, episodes) for k, v in columns.items()}
+  infos = {k: _concat_episodes(v, h5_file, f"infos/{k}", episodes) for k, v in info_cols.items()}
   if isinstance(minari_meta.get(METADATA_KEY), dict):  # written by save_minari: verbatim
     metadata = dict(minari_meta[METADATA_KEY])
   else:
@@ -408,6 +472,16 @@ def _load_minari(path: str) -> OfflineDataset:
   _check_minari_space(minari_meta, "observation_space", ds.obs_dim, meta_file)
   _check_minari_space(minari_meta, "action_space", ds.act_dim, meta_file)
   return ds
+
+
+def _concat_episodes(parts: list[np.ndarray], source: str, field: str, episodes: list[str]
+                     ) -> np.ndarray:
+  """Episodes' columns stacked; an episode whose rows have another shape is named."""
+  for ep, part in zip(episodes, parts):
+    if part.shape[1:] != parts[0].shape[1:]:
+      raise ValueError(f"{source}:{ep}: field '{field}' has rows of shape {part.shape[1:]}, "
+                       f"expected {parts[0].shape[1:]} as in {episodes[0]}")
+  return np.concatenate(parts)
 
 
 def _minari_env_id(meta: dict) -> str | None:

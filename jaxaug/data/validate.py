@@ -45,14 +45,40 @@ def require_fields(present, required, source: str, layout: str) -> None:
 def check_lengths(arrays: Mapping[str, np.ndarray], source: str, n: int | None = None,
                   reference: str = "observations") -> int:
   """All arrays share the leading length of `arrays[reference]` (or `n`); returns it."""
-  if n is None:
-    n = int(np.shape(arrays[reference])[0]) if np.ndim(arrays[reference]) else 0
   for key, value in arrays.items():
-    rows = int(np.shape(value)[0]) if np.ndim(value) else None
+    if not np.ndim(value):  # a scalar where a column of N rows belongs
+      raise ValueError(f"{source}: field '{key}' is a scalar, expected an array with one row per "
+                       f"transition")
+  if n is None:
+    n = int(np.shape(arrays[reference])[0])
+  for key, value in arrays.items():
+    rows = int(np.shape(value)[0])
     if rows != n:
       raise ValueError(f"{source}: field '{key}' has {rows} rows, expected {n} "
                        f"(the length of '{reference}')")
   return n
+
+
+# dtype kinds a field may have before loaders cast it (numpy kind codes): floats and integers
+# for the float fields; bool too for the 0/1 flags and infos. Strings, bytes, objects and complex
+# numbers are refused rather than silently converted ('0.5' strings would parse as numbers).
+NUMERIC_KINDS = "iuf"
+FLAG_KINDS = "biuf"
+_KIND_TEXT = {NUMERIC_KINDS: "float or integer numbers", FLAG_KINDS: "bool, integer or float numbers"}
+
+
+def check_dtypes(arrays: Mapping[str, np.ndarray], source: str) -> None:
+  """Raises a ValueError naming the first field whose dtype is not a real number (or bool flag).
+
+  Keys 'terminals', 'timeouts' and 'infos/*' may be bool; the other fields must be float or
+  integer.
+  """
+  for key, value in arrays.items():
+    dtype = np.asarray(value).dtype
+    kinds = FLAG_KINDS if key in ("terminals", "timeouts") or key.startswith("infos/") \
+        else NUMERIC_KINDS
+    if dtype.kind not in kinds:
+      raise ValueError(f"{source}: field '{key}' has dtype {dtype}, expected {_KIND_TEXT[kinds]}")
 
 
 def check_binary(x: np.ndarray, field: str, source: str) -> None:
