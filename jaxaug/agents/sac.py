@@ -10,6 +10,17 @@ random subset of 2 in the target, UTD 20) and RLPD (LayerNorm critics) reuse the
 `utd_ratio * B` transitions, does `utd_ratio` critic steps on consecutive minibatches in a
 `lax.scan` and one actor and temperature step on the last minibatch (REDQ/RLPD's schedule; with
 utd_ratio=1 it equals `update`).
+
+Three details differ between the reference implementations and are config fields, so that each
+agent's defaults follow the code behind its paper (docs/methods/{sac,redq,rlpd}.md):
+  * `kernel_init`: every reference initialises its Dense kernels Glorot/Xavier-uniform (flax's
+    own default, LeCun-normal, is kept as an option);
+  * `temperature_loss`: "log_alpha" differentiates log(alpha) * (H - target) (softlearning and
+    the REDQ code base), "alpha" differentiates alpha * (H - target) (RLPD's code); the gradient
+    with respect to log(alpha) differs by the factor alpha;
+  * `actor_uses_updated_critic`: whether the actor step sees the critic after the last critic
+    step of this update (RLPD's code) or before it (SAC's and REDQ's code compute the actor and
+    critic losses of one step from the same parameters).
 """
 
 from __future__ import annotations
@@ -44,8 +55,24 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_min_critics = 2  # critics the target minimises over (REDQ: random 2 of 10)
   c.backup_entropy = True  # include -alpha log pi(a'|s') in the TD target
   c.critic_layer_norm = False  # RLPD
+  # LayerNorm epsilon of the critics (with critic_layer_norm): flax's default 1e-6, which is what
+  # RLPD's flax critics use (a torch.nn.LayerNorm mirror would need 1e-5).
+  c.critic_layer_norm_epsilon = 1e-6
   c.actor_q_reduction = "min"  # "min" (SAC) or "mean" (REDQ) over the ensemble in the actor loss
+  # Dense kernels: "xavier_uniform" as in every reference (softlearning, REDQ, RLPD), or
+  # "lecun_normal" (flax's default; what jaxaug used before the references were checked).
+  c.kernel_init = "xavier_uniform"
+  # "log_alpha" (softlearning / REDQ code: loss log(alpha) (H - target)) or "alpha" (RLPD code:
+  # alpha (H - target)).
+  c.temperature_loss = "log_alpha"
+  # False: the actor loss uses the critic from before the last critic step of the update, as the
+  # SAC and REDQ code do; True: after it, as RLPD's code does.
+  c.actor_uses_updated_critic = False
   return c
+
+
+KERNEL_INITS = ("xavier_uniform", "lecun_normal")
+TEMPERATURE_LOSSES = ("log_alpha", "alpha")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +86,8 @@ class SACHyper:
   num_min_critics: int
   backup_entropy: bool
   actor_q_reduction: str
+  temperature_loss: str = "alpha"
+  actor_uses_updated_critic: bool = True
 
 
 class Temperature(flax.linen.Module):
@@ -83,23 +112,61 @@ class SACState(flax.struct.PyTreeNode):
   subset_apply_fn: Any = flax.struct.field(pytree_node=False, default=None)
 
 
+def xavier_uniform_kernels(params, key: jax.Array):
+  """Every Dense kernel redrawn from U(-b, b), b = sqrt(6 / (fan_in + fan_out)).
+
+  Kernels are the leaves named 'kernel'; the last two axes are (fan_in, fan_out), leading axes
+  (a critic ensemble's) are independent draws. Biases stay as flax made them (zeros), as in
+  the references.
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  keys = jax.random.split(key, len(leaves))
+  out = []
+  for (path, leaf), k in zip(leaves, keys):
+    name = getattr(path[-1], "key", None)
+    if name == "kernel" and leaf.ndim >= 2:
+      fan_in, fan_out = leaf.shape[-2], leaf.shape[-1]
+      bound = (6.0 / (fan_in + fan_out)) ** 0.5
+      leaf = jax.random.uniform(k, leaf.shape, leaf.dtype, -bound, bound)
+    out.append(leaf)
+  return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> SACState:
+  # Configs saved before these fields existed (older workdirs) get jaxaug's earlier behaviour.
+  kernel_init = config.get("kernel_init", "lecun_normal")
+  temperature_loss_kind = config.get("temperature_loss", "alpha")
+  actor_uses_updated_critic = bool(config.get("actor_uses_updated_critic", True))
+  ln_eps = float(config.get("critic_layer_norm_epsilon", 1e-6))
+  if kernel_init not in KERNEL_INITS:
+    raise ValueError(f"agent.kernel_init must be one of {KERNEL_INITS}, got {kernel_init!r}")
+  if temperature_loss_kind not in TEMPERATURE_LOSSES:
+    raise ValueError(f"agent.temperature_loss must be one of {TEMPERATURE_LOSSES}, got "
+                     f"{temperature_loss_kind!r}")
+  if not ln_eps > 0:
+    raise ValueError(f"agent.critic_layer_norm_epsilon must be positive, got {ln_eps}")
   if config.actor_q_reduction not in ("min", "mean"):
     raise ValueError(f"agent.actor_q_reduction must be 'min' or 'mean', "
                      f"got {config.actor_q_reduction!r}")
   if not 1 <= config.num_min_critics <= config.num_critics:
     raise ValueError(f"agent.num_min_critics must be in [1, num_critics={config.num_critics}], "
                      f"got {config.num_min_critics}")
-  k_actor, k_critic, k_temp = jax.random.split(key, 3)
+  k_actor, k_critic, k_temp, k_xavier = jax.random.split(key, 4)
   obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
   act = jnp.zeros((1, spec.act_dim), jnp.float32)
   hidden = tuple(config.hidden_dims)
   actor_def = TanhGaussianPolicy(spec.act_dim, hidden, max_action=spec.max_action)
-  critic_def = CriticEnsemble(config.num_critics, hidden, layer_norm=config.critic_layer_norm)
+  critic_def = CriticEnsemble(config.num_critics, hidden, layer_norm=config.critic_layer_norm,
+                              layer_norm_epsilon=ln_eps)
   temp_def = Temperature(config.init_temperature)
-  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
-                            tx=optax.adam(config.actor_lr))
+  actor_params = actor_def.init(k_actor, obs)
   critic_params = critic_def.init(k_critic, obs, act)
+  if kernel_init == "xavier_uniform":
+    k_xa, k_xc = jax.random.split(k_xavier)
+    actor_params = xavier_uniform_kernels(actor_params, k_xa)
+    critic_params = xavier_uniform_kernels(critic_params, k_xc)
+  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_params,
+                            tx=optax.adam(config.actor_lr))
   critic = TrainState.create(apply_fn=critic_def.apply, params=critic_params,
                              tx=optax.adam(config.critic_lr))
   temperature = TrainState.create(apply_fn=temp_def.apply, params=temp_def.init(k_temp),
@@ -111,13 +178,16 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> SA
                    target_entropy=float(target_entropy), num_critics=int(config.num_critics),
                    num_min_critics=int(config.num_min_critics),
                    backup_entropy=bool(config.backup_entropy),
-                   actor_q_reduction=str(config.actor_q_reduction))
+                   actor_q_reduction=str(config.actor_q_reduction),
+                   temperature_loss=str(temperature_loss_kind),
+                   actor_uses_updated_critic=actor_uses_updated_critic)
   # A separate copy: the online loop donates the state, and one buffer cannot be donated twice.
   target_params = jax.tree.map(lambda x: jnp.array(x, copy=True), critic_params)
   subset_apply_fn = None
   if hyper.num_min_critics < hyper.num_critics:
     subset_apply_fn = CriticEnsemble(hyper.num_min_critics, hidden,
-                                     layer_norm=config.critic_layer_norm).apply
+                                     layer_norm=config.critic_layer_norm,
+                                     layer_norm_epsilon=ln_eps).apply
   return SACState(actor=actor, critic=critic, target_critic_params=target_params,
                   temperature=temperature, step=jnp.zeros((), jnp.int32), hyper=hyper,
                   subset_apply_fn=subset_apply_fn)
@@ -167,9 +237,17 @@ def actor_loss(actor_params, state: SACState, batch: Transitions, key: jax.Array
 
 
 def temperature_loss(temp_params, state: SACState, entropy: jax.Array):
-  """alpha (H(pi) - target_entropy): alpha grows when the entropy falls below the target."""
+  """c (H(pi) - target_entropy) with c = log(alpha) or alpha (`hyper.temperature_loss`).
+
+  Either way alpha grows when the entropy falls below the target; the gradient with respect to
+  the parameter log(alpha) is (H - target) for "log_alpha" and alpha (H - target) for "alpha".
+  """
   alpha = state.temperature.apply_fn(temp_params)
-  loss = alpha * (jax.lax.stop_gradient(entropy) - state.hyper.target_entropy)
+  gap = jax.lax.stop_gradient(entropy) - state.hyper.target_entropy
+  if state.hyper.temperature_loss == "log_alpha":
+    loss = temp_params["params"]["log_temp"] * gap
+  else:
+    loss = alpha * gap
   return loss, {"temperature": alpha, "temperature_loss": loss}
 
 
@@ -193,14 +271,29 @@ def update_temperature(state: SACState, entropy: jax.Array):
   return state.replace(temperature=state.temperature.apply_gradients(grads=grads)), info
 
 
-def update(state: SACState, batch: Transitions, key: jax.Array):
-  """One SAC step: critic (and target), then actor, then temperature (Alg. 1)."""
-  k_critic, k_actor = jax.random.split(key)
+def _last_critic_then_actor(state: SACState, batch: Transitions, k_critic: jax.Array,
+                            k_actor: jax.Array):
+  """The last critic step and the actor/temperature step of an update, on one minibatch.
+
+  The actor loss reads the critic after this critic step when `actor_uses_updated_critic`,
+  else the critic from before it (SAC / REDQ code). The temperature step uses the entropy
+  of the actor loss, i.e. of the policy before its step, in both.
+  """
+  before = state
   state, critic_info = update_critic(state, batch, k_critic)
-  state, actor_info = update_actor(state, batch, k_actor)
+  source = state if state.hyper.actor_uses_updated_critic else before
+  updated, actor_info = update_actor(source, batch, k_actor)
+  state = state.replace(actor=updated.actor)
   state, temp_info = update_temperature(state, actor_info["entropy"])
   state = state.replace(step=state.step + 1)
-  return state, {**critic_info, **actor_info, **temp_info}
+  return state, critic_info, {**actor_info, **temp_info}
+
+
+def update(state: SACState, batch: Transitions, key: jax.Array):
+  """One SAC step: critic (and target), actor, then temperature (Alg. 1)."""
+  k_critic, k_actor = jax.random.split(key)
+  state, critic_info, info = _last_critic_then_actor(state, batch, k_critic, k_actor)
+  return state, {**critic_info, **info}
 
 
 def update_utd(state: SACState, batch: Transitions, key: jax.Array, utd_ratio: int):
@@ -221,13 +314,13 @@ def update_utd(state: SACState, batch: Transitions, key: jax.Array, utd_ratio: i
     mb, k = inputs
     return update_critic(s, mb, k)
 
-  state, critic_info = jax.lax.scan(body, state, (minibatches, keys[:-1]))
+  head = jax.tree.map(lambda x: x[:-1], minibatches)
+  state, head_info = jax.lax.scan(body, state, (head, keys[:-2]))
   last = jax.tree.map(lambda x: x[-1], minibatches)
-  state, actor_info = update_actor(state, last, keys[-1])
-  state, temp_info = update_temperature(state, actor_info["entropy"])
-  state = state.replace(step=state.step + 1)
-  critic_info = jax.tree.map(jnp.mean, critic_info)
-  return state, {**critic_info, **actor_info, **temp_info}
+  state, last_info, info = _last_critic_then_actor(state, last, keys[-2], keys[-1])
+  # Mean over all utd_ratio critic steps.
+  critic_info = jax.tree.map(lambda h, l: (h.sum() + l) / utd_ratio, head_info, last_info)
+  return state, {**critic_info, **info}
 
 
 # ----------------------------------------------------------------------------------- acting
