@@ -6,7 +6,9 @@ Never queries Q on actions outside the dataset:
   * the policy is extracted by advantage-weighted regression, weights
     exp(temperature * (Q_target(s, a) - V(s))) clipped at `exp_adv_max` (Sec. 4.3, Eq. 7).
 All three losses are evaluated at the pre-update parameters, as in CORL and the official code.
-Defaults are CORL's for locomotion (Gaussian actor, cosine-decayed actor learning rate).
+Defaults are CORL's TrainConfig defaults (Gaussian actor, cosine-decayed actor learning rate);
+CORL's per-dataset settings (actor type, tau, beta, expectile, rewards) are the presets of
+configs/iql.py (docs/methods/iql.md).
 """
 
 from __future__ import annotations

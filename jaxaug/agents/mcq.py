@@ -6,7 +6,9 @@ and next states, y_ood(s) = min_j max_{a ~ mu(s)} Q'_j(s, a) over `num_sampled_a
 actions from a CVAE behaviour model mu. The critic loss is
 lmbda * TD(in-distribution) + (1 - lmbda) * MSE(Q(s, pi(s)), y_ood).
 Defaults and update order follow OfflineRL-Kit's `run_mcq.py`: CVAE step, critic step (with the
-fresh CVAE), actor step on the fresh critics, temperature step, Polyak targets.
+fresh CVAE), actor step on the fresh critics, temperature step, Polyak targets. Like both
+references, the presets (configs/mcq.py) train on raw states; state normalisation is the
+`normalize_obs` switch of the `+fixes` presets (docs/methods/mcq.md).
 """
 
 from __future__ import annotations
