@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from jaxaug.augment import pipeline, s4rl
 from jaxaug.data.loaders import load_dataset, save_npz
+from jaxaug.train.config_io import check_workdir_config, parse_flags
 from jaxaug.train.logging import quiet_third_party_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
@@ -37,6 +38,10 @@ def main(argv):
     return
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required (the trained generator's workdir)")
+  try:  # a workdir of another job (an offline agent, another generator method)
+    check_workdir_config(config, _WORKDIR.value, compare_fields=False)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   gen = pipeline.generate(config, _WORKDIR.value, _OUT.value, log=logging.info)
   real = load_dataset(config.dataset)
   summary = dict(pipeline.summarize(gen, real), out=_OUT.value)
@@ -46,4 +51,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "out"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -14,6 +14,7 @@ import json
 from absl import app, flags
 
 from jaxaug.data import builder
+from jaxaug.train.config_io import parse_flags
 
 _ENV = flags.DEFINE_string("env", "hopper", "Environment (hopper, Hopper-v5, ...).")
 _KINDS = flags.DEFINE_list("kinds", list(builder.KINDS), "Datasets to build.")
@@ -65,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

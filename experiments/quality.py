@@ -28,6 +28,7 @@ from jaxaug.data.normalize import NormStats
 from jaxaug.envs.oracle import StateOracle
 from jaxaug.envs.registry import resolve_env_id
 from jaxaug.metrics import quality
+from jaxaug.train.config_io import parse_flags
 
 _ORIGINAL = flags.DEFINE_string("original", None, "Original dataset spec (see load_dataset).")
 _GENERATED = flags.DEFINE_list("generated", [], "Generated dataset specs, comma separated.")
@@ -136,4 +137,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["original", "out"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -13,6 +13,7 @@ from ml_collections import config_flags
 
 from jaxaug.augment import pipeline
 from jaxaug.train.checkpoint import check_resume_flag
+from jaxaug.train.config_io import parse_flags
 from jaxaug.train.logging import quiet_third_party_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "e.g. configs/gta.py:tiny",
@@ -26,7 +27,7 @@ def main(argv):
   del argv
   quiet_third_party_logs()
   try:
-    check_resume_flag(_WORKDIR.value, _RESUME.value)
+    check_resume_flag(_WORKDIR.value, _RESUME.value, config=_CONFIG.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   _, last = pipeline.train_generator(_CONFIG.value, _WORKDIR.value)
@@ -36,4 +37,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

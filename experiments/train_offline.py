@@ -12,6 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxaug.train.checkpoint import check_resume_flag
+from jaxaug.train.config_io import parse_flags
 from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.offline import train_offline
 
@@ -27,7 +28,7 @@ def main(argv):
   quiet_third_party_logs()
   workdir = _WORKDIR.value
   try:
-    check_resume_flag(workdir, _RESUME.value)
+    check_resume_flag(workdir, _RESUME.value, config=_CONFIG.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   summary = train_offline(_CONFIG.value, workdir)
@@ -37,4 +38,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

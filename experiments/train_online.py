@@ -11,6 +11,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxaug.train.checkpoint import check_resume_flag
+from jaxaug.train.config_io import parse_flags
 from jaxaug.train.logging import quiet_third_party_logs
 from jaxaug.train.online import train_online
 
@@ -27,7 +28,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   quiet_third_party_logs()
   try:
-    check_resume_flag(_WORKDIR.value, _RESUME.value)
+    check_resume_flag(_WORKDIR.value, _RESUME.value, config=_CONFIG.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from None
   summary = train_online(_CONFIG.value, _WORKDIR.value)
@@ -36,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
