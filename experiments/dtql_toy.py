@@ -8,7 +8,14 @@ trains the diffusion BC policy, the critics and the one-step policy (the real ag
 jaxaug.agents.dtql, through the generic loop); the plot shows the trust-region loss landscape,
 samples of the diffusion policy (50 Heun steps) and samples of the one-step policy.
 
-  python experiments/dtql_toy.py --out=/tmp/dtql_toy.png
+The landscape is an expectation over the training noise (sigma, n); a few dozen draws leave it
+noisy enough that the modes' ordering changes with the key. The panel uses `--grid_draws`
+stratified, antithetic draws, and the script checks the modes' ordering with `--mode_draws`
+draws under two keys (`check_mode_ordering`): two keys must agree on every pair of modes
+except statistical ties (difference within 3 standard errors), at a standard error of at most
+2% of each mode's loss.
+
+  python experiments/dtql_toy.py --out=docs/figures/dtql_toy.png
 """
 
 from __future__ import annotations
@@ -110,24 +117,66 @@ def diffusion_samples(state, n: int, key: jax.Array, num_steps: int = 50) -> np.
   return np.asarray(f(state, jnp.zeros((n, 1)), key, num_steps))
 
 
-def tr_loss_at(state, actions: np.ndarray, key: jax.Array, num_draws: int = 64) -> np.ndarray:
-  """Per-action trust-region loss (averaged over sigma / noise draws)."""
+def tr_loss_at(state, actions: np.ndarray, key: jax.Array, num_draws: int = 256,
+               return_stderr: bool = False):
+  """Per-action trust-region loss (expectation over sigma / noise, `num_draws` draws); with
+  `return_stderr` also its standard error."""
   a = jnp.asarray(actions, jnp.float32)
-  f = jax.jit(dtql.trust_region_landscape, static_argnums=4)
-  return np.asarray(f(state, jnp.zeros((a.shape[0], 1)), a, key, num_draws))
+  f = jax.jit(dtql.trust_region_landscape, static_argnums=(4, 5))
+  out = f(state, jnp.zeros((a.shape[0], 1)), a, key, num_draws, return_stderr)
+  return tuple(np.asarray(x) for x in out) if return_stderr else np.asarray(out)
 
 
-def plot(state, data: Transitions, task: ToyTask, path: str, seed: int = 0) -> dict:
-  """Three panels: trust-region loss landscape, diffusion samples, one-step policy samples."""
+def check_mode_ordering(state, task: ToyTask, num_draws: int, keys=(101, 202),
+                        max_rel_stderr: float = 0.02, z: float = 3.0) -> dict:
+  """Do two keys give the same ordering of the modes by trust-region loss?
+
+  `consistent` requires (a) resolution: every mode's standard error <= max_rel_stderr of its
+  loss, and (b) no contradiction: every pair of modes the two keys order differently differs by
+  less than z combined standard errors (a statistical tie, which no finite estimate orders).
+  Also reports exact agreement and Spearman's rank correlation.
+  """
+  centers = task.mode_centers()
+  est = [tr_loss_at(state, centers, jax.random.key(k), num_draws, return_stderr=True)
+         for k in keys]
+  (m0, s0), (m1, s1) = est
+  rank = lambda x: np.argsort(np.argsort(x))
+  r0, r1 = rank(m0), rank(m1)
+  i, j = np.triu_indices(len(centers), 1)
+  discordant = np.sign(m0[i] - m0[j]) != np.sign(m1[i] - m1[j])
+  se = np.sqrt(np.maximum(s0[i], s1[i]) ** 2 + np.maximum(s0[j], s1[j]) ** 2)
+  gap = np.maximum(np.abs(m0[i] - m0[j]), np.abs(m1[i] - m1[j]))
+  contradictions = int(np.sum(discordant & (gap > z * se)))
+  rel = float(np.max(np.concatenate([s0 / m0, s1 / m1])))
+  n = len(centers)
+  spearman = float(1 - 6 * np.sum((r0 - r1) ** 2) / (n * (n * n - 1)))
+  return {"num_draws": num_draws, "order": np.argsort(m0).tolist(),
+          "same_order": bool(np.array_equal(np.argsort(m0), np.argsort(m1))),
+          "spearman": spearman, "discordant_pairs": int(discordant.sum()),
+          "contradictions": contradictions, "max_rel_stderr": rel,
+          "consistent": bool(rel <= max_rel_stderr and contradictions == 0),
+          "mode_loss": m0.tolist()}
+
+
+def plot(state, data: Transitions, task: ToyTask, path: str, seed: int = 0,
+         grid_size: int = 49, grid_draws: int = 2048, mode_draws: int = 32768) -> dict:
+  """Three panels: trust-region loss landscape, diffusion samples, one-step policy samples.
+
+  Raises if the modes' ordering is not stable between two keys at `mode_draws` draws."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   k1, k2, k3 = jax.random.split(jax.random.key(seed + 1), 3)
-  g = np.linspace(-MAX_ACTION, MAX_ACTION, 97, dtype=np.float32)
+  ordering = check_mode_ordering(state, task, mode_draws)
+  if not ordering["consistent"]:
+    raise RuntimeError(f"the trust-region loss ranks the modes differently under two keys at "
+                       f"{mode_draws} draws: {ordering}; raise --mode_draws")
+  g = np.linspace(-MAX_ACTION, MAX_ACTION, grid_size, dtype=np.float32)
   gx, gy = np.meshgrid(g, g)
   grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
-  landscape = tr_loss_at(state, grid, k1, num_draws=64).reshape(gx.shape)
+  landscape, stderr = tr_loss_at(state, grid, k1, num_draws=grid_draws, return_stderr=True)
+  landscape, stderr = landscape.reshape(gx.shape), stderr.reshape(gx.shape)
   diff = diffusion_samples(state, 1000, k2)
   pol = policy_samples(state, 1000, k3)
   acts = np.asarray(data.actions)
@@ -136,7 +185,7 @@ def plot(state, data: Transitions, task: ToyTask, path: str, seed: int = 0) -> d
   im = axes[0].contourf(gx, gy, np.log10(landscape), levels=30, cmap="viridis")
   fig.colorbar(im, ax=axes[0], label="log10 trust-region loss")
   axes[0].scatter(acts[:500, 0], acts[:500, 1], s=2, c="white", alpha=0.4)
-  axes[0].set_title("Diffusion trust-region loss landscape")
+  axes[0].set_title(f"Diffusion trust-region loss landscape ({grid_draws} draws)")
   rew = task.reward(grid).reshape(gx.shape)
   for ax, pts, title, color in ((axes[1], diff, "Diffusion BC policy (50 Heun steps)", "tab:blue"),
                                 (axes[2], pol, "One-step DTQL policy", "tab:red")):
@@ -161,7 +210,9 @@ def plot(state, data: Transitions, task: ToyTask, path: str, seed: int = 0) -> d
   os.replace(tmp, path)
   best = task.best_mode()
   return {"frac_policy_near_best_mode": float(np.mean(np.linalg.norm(pol - best, axis=1) < 1.0)),
-          "policy_mean": pol.mean(0).tolist(), "best_mode": best.tolist()}
+          "policy_mean": pol.mean(0).tolist(), "best_mode": best.tolist(),
+          "landscape_max_rel_stderr": float(np.max(stderr / landscape)),
+          "mode_ordering": {k: v for k, v in ordering.items() if k != "mode_loss"}}
 
 
 def main(argv):
@@ -171,7 +222,7 @@ def main(argv):
   task = ToyTask()
   state, data = train_toy(task, num_steps=f.num_steps, seed=f.seed,
                           agent_config=toy_agent_config(f.trust_region_weight))
-  print(plot(state, data, task, f.out, f.seed))
+  print(plot(state, data, task, f.out, f.seed, f.grid_size, f.grid_draws, f.mode_draws))
   print("wrote", f.out)
 
 
@@ -181,4 +232,7 @@ if __name__ == "__main__":
   flags.DEFINE_integer("num_steps", 2000, "training steps (first 500: BC + critic only)")
   flags.DEFINE_integer("seed", 0, "seed")
   flags.DEFINE_float("trust_region_weight", 1.0, "alpha")
+  flags.DEFINE_integer("grid_size", 49, "landscape grid points per axis")
+  flags.DEFINE_integer("grid_draws", 2048, "(sigma, noise) draws per landscape point")
+  flags.DEFINE_integer("mode_draws", 32768, "draws for the mode-ordering check at the 25 modes")
   app.run(main)

@@ -558,23 +558,53 @@ def sample_diffusion_policy(state: DTQLState, observations: jax.Array, key: jax.
   return a[0] if single else a
 
 
-def trust_region_landscape(state: DTQLState, obs: jax.Array, actions: jax.Array, key: jax.Array,
-                           num_draws: int = 64) -> jax.Array:
-  """Per-action trust-region loss averaged over `num_draws` (sigma, noise) draws: (B,).
+def sigma_quantile(hp: Hparams, u: jax.Array) -> jax.Array:
+  """Inverse CDF of the training-noise distribution (`sigma_fn`) at u in [0, 1]."""
+  loc = math.log(hp.sigma_data)
+  f_lo = jax.nn.sigmoid((math.log(hp.sigma_min) - loc) / hp.sigma_scale)
+  f_hi = jax.nn.sigmoid((math.log(hp.sigma_max) - loc) / hp.sigma_scale)
+  v = f_lo + (f_hi - f_lo) * u
+  log_sigma = loc + hp.sigma_scale * (jnp.log(v) - jnp.log1p(-v))
+  return jnp.clip(jnp.exp(log_sigma), hp.sigma_min, hp.sigma_max)
 
-  obs (B, obs_dim), actions (B, act_dim). Every action sees the same draws (common random
-  numbers), so the landscape is smooth across actions. Low values = inside the trust region
-  (high behaviour density); used for the paper's Fig. 1-style loss landscape and in tests.
+
+def trust_region_landscape(state: DTQLState, obs: jax.Array, actions: jax.Array, key: jax.Array,
+                           num_draws: int = 4096, return_stderr: bool = False,
+                           replicates: int = 16, chunk: int = 64):
+  """Per-action trust-region loss, the expectation over (sigma, noise) estimated with
+  `num_draws` draws: (B,), and with `return_stderr` also its standard error (B,).
+
+  obs (B, obs_dim), actions (B, act_dim). Variance reduction, all unbiased: every action sees
+  the same draws (common random numbers, so the landscape is smooth across actions); the draws
+  form `replicates` independent groups, each stratifying sigma (one draw per equal-probability
+  stratum of the training-noise distribution); the noise is antithetic (each draw averages +n
+  and -n). The standard error is the spread of the replicate means / sqrt(replicates), which
+  stays honest under stratification. Low values = inside the trust region (high behaviour
+  density); used for the paper's Fig. 1-style landscape and in tests.
   """
   hp = state.hp
+  if num_draws % replicates:
+    raise ValueError(f"num_draws={num_draws} must be a multiple of replicates={replicates}")
+  per = num_draws // replicates
   d = make_denoiser(state.bc_params, hp)
+  k_u, k_n = jax.random.split(key)
+  u = (jnp.arange(per)[None, :] + jax.random.uniform(k_u, (replicates, per))) / per
+  sigmas = sigma_quantile(hp, u.reshape(-1))
+  noises = jax.random.normal(k_n, (num_draws, hp.act_dim))
 
-  def one(k):
-    k_s, k_n = jax.random.split(k)
-    sigma = sigma_fn(hp)(k_s, ())
-    noise = jax.random.normal(k_n, (hp.act_dim,))
+  def one(draw):
+    sigma, noise = draw
     s = jnp.full((actions.shape[0],), sigma)
-    den = d(actions + sigma * noise, s, obs)
-    return jnp.mean(edm.loss_weight(sigma, hp.sigma_data) * jnp.square(den - actions), axis=-1)
 
-  return jnp.mean(jax.lax.map(one, jax.random.split(key, num_draws)), axis=0)
+    def loss(n):
+      den = d(actions + sigma * n, s, obs)
+      return jnp.mean(edm.loss_weight(sigma, hp.sigma_data) * jnp.square(den - actions), axis=-1)
+
+    return 0.5 * (loss(noise) + loss(-noise))
+
+  per_draw = jax.lax.map(one, (sigmas, noises), batch_size=min(chunk, num_draws))  # (N, B)
+  rep_means = per_draw.reshape(replicates, per, -1).mean(axis=1)  # (R, B)
+  mean = rep_means.mean(axis=0)
+  if not return_stderr:
+    return mean
+  return mean, jnp.std(rep_means, axis=0, ddof=1) / math.sqrt(replicates)
