@@ -9,6 +9,7 @@ its state (`flax.struct.field(pytree_node=False)`), built from the agent's Confi
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, TypeVar
 
 import jax
@@ -43,9 +44,47 @@ def hparams_from_config(cls: type[H], config: Mapping[str, Any] | None, spec: En
     raise ValueError(f"config.agent for {agent_name!r} has unknown field(s) {unknown}; "
                      f"known fields: {sorted(names - {'obs_dim', 'act_dim', 'max_action'})}")
   values = {k: _freeze(v) for k, v in given.items()}
+  check_ranges(values, agent_name)
   values.update(obs_dim=spec.obs_dim, act_dim=spec.act_dim, max_action=float(spec.max_action))
   values.update(derived)
   return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _is_number(x: Any) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_ranges(values: Mapping[str, Any], agent_name: str) -> None:
+  """Range checks shared by every agent, by field name; a ValueError names the field.
+
+  Learning rates (`lr`, `*_lr`) > 0; `discount` in [0, 1]; `tau` (Polyak rate) in (0, 1];
+  `expectile` in (0, 1); `*hidden_dims` a non-empty list of positive integers; `*hidden_dim`
+  a positive integer. None (a placeholder the agent fills in) is skipped.
+  """
+  def bad(field, expected, got):
+    raise ValueError(f"config.agent.{field} must be {expected} ({agent_name}), got {got!r}")
+  for field, v in values.items():
+    if v is None:  # a placeholder the agent derives (CQL's alpha_lr = policy_lr)
+      continue
+    if field == "lr" or field.endswith("_lr"):
+      if not (_is_number(v) and v > 0):
+        bad(field, "a positive learning rate", v)
+    elif field == "discount":
+      if not (_is_number(v) and 0.0 <= v <= 1.0):
+        bad(field, "in [0, 1]", v)
+    elif field == "tau":
+      if not (_is_number(v) and 0.0 < v <= 1.0):
+        bad(field, "in (0, 1]", v)
+    elif field == "expectile":
+      if not (_is_number(v) and 0.0 < v < 1.0):
+        bad(field, "in (0, 1)", v)
+    elif field.endswith("hidden_dims"):
+      if not (isinstance(v, (tuple, list)) and v and all(
+          isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v)):
+        bad(field, "a non-empty list of positive integers", v)
+    elif field.endswith("hidden_dim"):
+      if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+        bad(field, "a positive integer", v)
 
 
 def apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):

@@ -35,6 +35,7 @@ import ml_collections
 import optax
 from flax.training.train_state import TrainState
 
+from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
 from jaxaug.nets.mlp import CriticEnsemble, TanhGaussianPolicy, polyak
 from jaxaug.types import EnvSpec
@@ -133,6 +134,7 @@ def xavier_uniform_kernels(params, key: jax.Array):
 
 
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> SACState:
+  common.check_ranges(dict(config.items()), "sac")  # lr, discount, tau, hidden_dims ranges
   # Configs saved before these fields existed (older workdirs) get jaxaug's earlier behaviour.
   kernel_init = config.get("kernel_init", "lecun_normal")
   temperature_loss_kind = config.get("temperature_loss", "alpha")

@@ -99,6 +99,8 @@ def get_config() -> ml_collections.ConfigDict:
 
 def _schedule(config) -> optax.Schedule:
   lr = float(config.learning_rate)
+  if not (math.isfinite(lr) and lr > 0):
+    raise ValueError(f"config.diffusion.learning_rate must be a positive number, got {lr}")
   if config.lr_schedule == "cosine":
     return optax.cosine_decay_schedule(lr, max(int(config.num_steps), 1))
   if config.lr_schedule == "cosine_restarts":
@@ -118,6 +120,11 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 def hparams_from_config(config) -> DiffusionHparams:
+  for name, lo, hi in (("ema_decay", 0.0, 1.0), ("cond_dropout", 0.0, 1.0)):
+    if not lo <= float(config[name]) <= hi:
+      raise ValueError(f"config.diffusion.{name} must be in [{lo:g}, {hi:g}], got {config[name]!r}")
+  if not float(config.sigma_data) > 0:
+    raise ValueError(f"config.diffusion.sigma_data must be positive, got {config.sigma_data!r}")
   if config.noise_dist == "lognormal":
     kw = (("p_mean", float(config.p_mean)), ("p_std", float(config.p_std)))
   elif config.noise_dist == "truncated_loglogistic":

@@ -80,11 +80,13 @@ class Checkpointer:
 
   def _differences(self, step: int, target_raw: Any) -> list[str]:
     """Arrays missing, extra or of another shape/dtype in the stored `state` vs `target_raw`."""
-    try:
-      stored = self._manager.item_metadata(int(step)).state
+    try:  # the stored arrays' metadata, read without restoring anything
+      stored = ocp.StandardCheckpointHandler().metadata(
+          ocp.path.step.build_step_path(self._manager.directory, ocp.step.standard_name_format(),
+                                        int(step)) / "state")
       stored = getattr(stored, "tree", stored)
     except Exception:  # pylint: disable=broad-except
-      return []  # no metadata to compare (older orbax layout): orbax's own checks still apply
+      return []  # no metadata to compare (another orbax layout): orbax's own checks still apply
     if stored is None:
       return []
     have = _flat_arrays(stored)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, Iterable
 
@@ -170,7 +171,6 @@ def _last_line(text: str) -> str:
 
 
 def _override_args(argv: Iterable[str], key: str) -> list[str]:
-  key = key.strip("'\"")
   return [a for a in argv if a.startswith("--") and "." in a.split("=", 1)[0]
           and key in a.split("=", 1)[0].split(".")]
 
@@ -193,10 +193,17 @@ def parse_flags(argv: list[str]) -> list[str]:
       message = f"{head}: {_last_line(message)}"
     _usage_exit(message)
   except (AttributeError, KeyError) as e:  # an override naming no field of the config
-    key = str(e.args[0]) if e.args else str(e)
-    bad = _override_args(argv[1:], key.strip("\"'").split("'")[0] or key) or ["a --config.* flag"]
-    _usage_exit(f"{bad[0]}: the config has no field {key.strip(chr(34))}; check the spelling "
-                f"against the config file's fields")
+    inner = e
+    while inner.args and isinstance(inner.args[0], BaseException):
+      inner = inner.args[0]
+    text = str(inner.args[0]) if inner.args else str(inner)
+    found = re.search(r"[A-Za-z_][A-Za-z0-9_]*", text)
+    key = found.group(0) if found else text
+    hint = re.search(r"Did you mean [^\n]*", text)
+    bad = _override_args(argv[1:], key) or ["a --config.* flag"]
+    _usage_exit(f"{bad[0]}: the config has no field '{key}'"
+                + (f"; {hint.group(0)}" if hint else "; check the spelling against the config "
+                   "file's fields"))
   except OSError as e:  # an override of a config whose file could not be loaded
     _usage_exit(f"--config: {e}")
   for name, flag in flags.FLAGS._flags().items():  # pylint: disable=protected-access
