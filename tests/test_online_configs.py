@@ -35,6 +35,34 @@ def test_every_online_preset_is_valid(name):
     load_config_file(f"{name}:no-such-preset")
 
 
+def _dataset_specs(config):
+  """Every dataset spec string anywhere in a config (top level and nested)."""
+  out = []
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      out += _dataset_specs(value)
+    elif isinstance(value, str) and key.endswith("dataset") and value:
+      out.append((key, value))
+  return out
+
+
+@pytest.mark.parametrize("name", ["sac", "redq", "rlpd"])
+def test_online_presets_name_only_datasets_that_exist_or_d4rl_files(name):
+  """embedded: specs must name a file shipped in jaxaug/embedded/; everything else is a
+  d4rl: file under the config's data_dir (so `--config.data_dir` moves it)."""
+  embedded = {f[:-4] for f in os.listdir(os.path.join(ROOT, "jaxaug", "embedded"))
+              if f.endswith(".npz")}
+  for preset in _presets(name):
+    c = load_config_file(f"{name}:{preset}")
+    for key, spec in _dataset_specs(c):
+      kind, _, rest = spec.partition(":")
+      if kind == "embedded":
+        assert rest in embedded, f"{name}:{preset} {key}={spec!r}"
+      else:
+        assert kind == "d4rl" and rest.startswith(c.data_dir + "/"), f"{name}:{preset} {spec}"
+        assert rest.endswith("-v2.hdf5")
+
+
 def test_cpu_scale_atradiff_presets_share_one_diffuser_config():
   """cpu-hopper (SAC) and cpu-redq-hopper (REDQ) must be able to share a trained diffuser."""
   sac = load_config_file("atradiff:cpu-hopper")

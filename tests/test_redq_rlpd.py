@@ -1,4 +1,5 @@
-"""REDQ and RLPD: defaults, critic learning on a fixed batch, symmetric sampling."""
+"""REDQ and RLPD: reference defaults (golden), critic learning on a fixed batch, symmetric
+sampling."""
 
 import os
 
@@ -40,12 +41,17 @@ def test_registry_and_paper_defaults():
   c = redq.get_config()
   assert (c.num_critics, c.num_min_critics, c.actor_q_reduction, c.backup_entropy) == (
       10, 2, "mean", True)
+  assert (c.temperature_loss, c.actor_uses_updated_critic, c.kernel_init) == (
+      "log_alpha", False, "xavier_uniform")
   c = rlpd.get_config()
-  assert (c.num_critics, c.num_min_critics, c.critic_layer_norm, c.backup_entropy) == (
-      10, 2, True, False)
+  # Reference: backup_entropy=True (its default, used for locomotion), actor mean over all Qs.
+  assert (c.num_critics, c.num_min_critics, c.critic_layer_norm, c.backup_entropy,
+          c.actor_q_reduction) == (10, 2, True, True, "mean")
+  assert (c.temperature_loss, c.actor_uses_updated_critic, c.kernel_init) == (
+      "alpha", True, "xavier_uniform")
   s = jax.eval_shape(lambda k: rlpd.init(k, SPEC, c), jax.random.key(0))  # shapes only
   assert s.hyper.target_entropy == -1.0  # -|A| / 2
-  assert not s.hyper.backup_entropy
+  assert s.hyper.backup_entropy
   leaves = jax.tree_util.tree_flatten_with_path(s.critic.params)[0]
   assert any("LayerNorm" in jax.tree_util.keystr(p) for p, _ in leaves)
   assert all(leaf.shape[0] == 10 for leaf in jax.tree.leaves(s.critic.params))  # ensemble axis
@@ -53,6 +59,114 @@ def test_registry_and_paper_defaults():
     for preset in ("tiny", "hopper", "halfcheetah", "walker2d"):
       cfg = _load_config(name, preset)
       assert cfg.agent_name == name and cfg.utd_ratio == (2 if preset == "tiny" else 20)
+      if preset != "tiny":
+        assert (cfg.agent.num_critics, cfg.agent.num_min_critics, cfg.batch_size,
+                cfg.start_steps) == (10, 2, 256, 5000)
+
+
+ENV_IDS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
+           "ant": "Ant-v5"}
+
+
+@pytest.mark.parametrize("env,target,epochs", [("hopper", -1.0, 125), ("halfcheetah", -3.0, 400),
+                                               ("walker2d", -3.0, 300), ("ant", -4.0, 300)])
+def test_redq_presets_use_mbpo_target_entropy(env, target, epochs):
+  """Official REDQ code: target_entropy='mbpo' (not -|A|) and MBPO's epoch count, one test
+  episode per 1000-step epoch; the value is in the config, so it shows and overrides."""
+  cfg = _load_config("redq", env)
+  assert cfg.env_id == ENV_IDS[env]
+  assert cfg.agent.target_entropy == target
+  assert (cfg.num_env_steps, cfg.eval_every, cfg.eval_episodes) == (epochs * 1000, 1000, 1)
+  assert cfg.agent.actor_q_reduction == "mean" and cfg.agent.backup_entropy
+  # The agent uses it: the state's target entropy is the config's, not -|A| of the env.
+  from jaxaug import envs
+  spec = envs.env_spec(cfg.env_id)
+  assert target != -float(spec.act_dim)
+  cfg.agent.hidden_dims = (8,)
+  state = jax.eval_shape(lambda k: redq.init(k, spec, cfg.agent), jax.random.key(0))
+  assert state.hyper.target_entropy == target
+  cfg.agent.target_entropy = -0.5
+  state = jax.eval_shape(lambda k: redq.init(k, spec, cfg.agent), jax.random.key(0))
+  assert state.hyper.target_entropy == -0.5
+
+
+def test_locked_configs_show_and_override_target_entropy_and_data_dir():
+  """What `--config.agent.target_entropy=...` / `--config.data_dir=...` do: set an existing,
+  typed field of the locked config (a missing field would be an error)."""
+  c = _load_config("redq", "walker2d")
+  c.lock()
+  assert c.agent.target_entropy == -3.0
+  c.agent.target_entropy = -6.0
+  assert c.agent.target_entropy == -6.0
+  c = _load_config("rlpd", "halfcheetah")
+  c.lock()
+  c.data_dir = "/data/d4rl"
+  assert c.offline_dataset == "d4rl:/data/d4rl/halfcheetah-medium-replay-v2.hdf5"
+  with pytest.raises(AttributeError):
+    c.agent.target_entropy_typo = 1.0
+
+
+@pytest.mark.parametrize("env,act_dim", [("hopper", 3), ("halfcheetah", 6), ("walker2d", 6)])
+def test_rlpd_locomotion_presets_follow_the_reference(env, act_dim):
+  """ikostrikov/rlpd on D4RL locomotion: entropy backup on (its default; off only in the
+  AntMaze/Adroit commands), target entropy -|A|/2, 250k steps, 5000 start steps, 10 eval
+  episodes every 5000 steps, the medium-replay v2 file under data_dir."""
+  cfg = _load_config("rlpd", env)
+  assert cfg.agent.backup_entropy is True
+  assert cfg.agent.target_entropy == -act_dim / 2
+  from jaxaug import envs
+  assert envs.env_spec(cfg.env_id).act_dim == act_dim
+  assert (cfg.num_env_steps, cfg.start_steps, cfg.eval_every, cfg.eval_episodes,
+          cfg.offline_ratio) == (250_000, 5000, 5000, 10, 0.5)
+  assert cfg.agent.critic_layer_norm and cfg.agent.critic_layer_norm_epsilon == 1e-6
+  assert cfg.offline_dataset == f"d4rl:{cfg.data_dir}/{env}-medium-replay-v2.hdf5"
+  cfg.data_dir = "/elsewhere"
+  assert cfg.offline_dataset == f"d4rl:/elsewhere/{env}-medium-replay-v2.hdf5"
+  cfg.offline_dataset = "minari:/x"  # still replaceable outright
+  assert cfg.offline_dataset == "minari:/x"
+
+
+def test_rlpd_tiny_runs_on_embedded_data():
+  from jaxaug.data.loaders import load_dataset
+  cfg = _load_config("rlpd", "tiny")
+  assert cfg.offline_dataset == "embedded:hopper-medium-replay"
+  ds = load_dataset(cfg.offline_dataset)
+  assert len(ds) > 1000
+
+
+def _layer_norm(x, scale, bias, eps):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def test_rlpd_critic_layer_norm_epsilon_is_flax_default():
+  """The reference critic is flax `nn.LayerNorm()` (epsilon 1e-6) after each hidden Dense,
+  before ReLU. Checked numerically on inputs small enough for the epsilon to matter (one hidden
+  layer: a second LayerNorm would undo the first one's scale)."""
+  c = rlpd.get_config()
+  c.hidden_dims = (16,)
+  c.num_critics = 2
+  c.num_min_critics = 1
+  state = rlpd.init(jax.random.key(0), SPEC, c)
+  p = jax.tree.map(np.asarray, state.critic.params["params"]["VmapStateActionValue_0"]["MLP_0"])
+  obs = 1e-3 * np.asarray(jax.random.normal(jax.random.key(1), (8, SPEC.obs_dim)), np.float64)
+  act = 1e-3 * np.asarray(jax.random.normal(jax.random.key(2), (8, SPEC.act_dim)), np.float64)
+  out = np.asarray(state.critic.apply_fn(state.critic.params, obs.astype(np.float32),
+                                         act.astype(np.float32)))
+
+  def manual(eps):
+    qs = []
+    for i in range(2):
+      h = np.concatenate([obs, act], -1)
+      h = h @ p["Dense_0"]["kernel"][i] + p["Dense_0"]["bias"][i]
+      ln = p["LayerNorm_0"]
+      h = np.maximum(_layer_norm(h, ln["scale"][i], ln["bias"][i], eps), 0)
+      qs.append((h @ p["Dense_1"]["kernel"][i] + p["Dense_1"]["bias"][i])[:, 0])
+    return np.stack(qs)
+
+  np.testing.assert_allclose(out, manual(1e-6), rtol=2e-3, atol=1e-5)
+  assert np.abs(out - manual(1e-5)).max() > 1e-2  # torch's epsilon would give other values
 
 
 @pytest.mark.parametrize("agent", [redq, rlpd])
