@@ -10,6 +10,8 @@ written atomically once all `config.num_transitions` transitions exist, with met
 how it was made.
 """
 
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -30,6 +32,10 @@ def main(argv):
   del argv
   quiet_third_party_logs()
   config = _CONFIG.value
+  if os.path.isdir(_OUT.value):
+    raise app.UsageError(f"--out={_OUT.value} is a directory, expected an npz file name")
+  if _S4RL_STD.value < 0:
+    raise app.UsageError(f"--s4rl_std must be >= 0, got {_S4RL_STD.value}")
   if _S4RL.value:
     real = load_dataset(config.dataset)
     out = s4rl.augment(real, seed=config.seed, std=_S4RL_STD.value)

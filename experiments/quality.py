@@ -88,10 +88,26 @@ def plot_rewards(path, env_id, original_rewards, sets) -> None:
   plt.close(fig)
 
 
+def _load(flag: str, spec: str):
+  try:
+    return load_dataset(spec)
+  except ValueError as e:
+    raise app.UsageError(f"--{flag}={spec}: {e}") from e
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for flag in (_MAX_ROWS, _MAX_ORIGINAL_ROWS):
+    if flag.value < 0:
+      raise app.UsageError(f"--{flag.name} must be >= 0 (0: all rows), got {flag.value}")
+  for flag in (_CHUNK, _DATA_CHUNK, _NTHREAD):
+    if flag.value <= 0:
+      raise app.UsageError(f"--{flag.name} must be positive, got {flag.value}")
+  if os.path.isfile(_OUT.value):
+    raise app.UsageError(f"--out={_OUT.value} is a file, expected a directory")
   rng = np.random.default_rng(_SEED.value)
-  original_full = load_dataset(_ORIGINAL.value)
+  original_full = _load("original", _ORIGINAL.value)
   env_name = _ENV.value or original_full.metadata.get("env_id")
   if not env_name:
     raise app.UsageError(f"--env is needed: {_ORIGINAL.value} has no metadata env_id")
@@ -113,7 +129,7 @@ def main(argv):
                                       novelty_ref, stats, oracle, True)
   rows.append(row)
   for name, spec in zip(names, _GENERATED.value):
-    ds = load_dataset(spec)
+    ds = _load("generated", spec)
     if ds.obs_dim != oracle.obs_dim or ds.act_dim != oracle.act_dim:
       raise ValueError(f"--generated={spec}: dims ({ds.obs_dim}, {ds.act_dim}) do not match "
                        f"{env_id} ({oracle.obs_dim}, {oracle.act_dim})")

@@ -349,6 +349,19 @@ def test_online_fields():
     online.validate_online_config(c)
 
 
+def test_build_dataset_sac_override_of_no_field(tmp_path):
+  from jaxaug.data import builder
+  opts = builder.BuildOptions(env_id="hopper", out=str(tmp_path / "out"),
+                              sac_overrides=(("eval_episode", 5),))
+  with pytest.raises(ValueError, match=r"--sac_set=eval_episode=...: the SAC config has no "
+                     r"field 'eval_episode'"):
+    builder.sac_config(opts)
+  ok = builder.BuildOptions(env_id="hopper", out=str(tmp_path / "out"),
+                            sac_overrides=(("agent.discount", 0.98),))
+  assert builder.sac_config(ok).agent.discount == 0.98
+  assert not os.path.exists(tmp_path / "out")
+
+
 def test_unknown_agent_name():
   with pytest.raises(ValueError, match=r"unknown agent 'td3b' \(config.agent_name\); known"):
     agents_lib.get_agent("td3b")
@@ -550,6 +563,14 @@ def _cli_cases(tmp):
       ("diffusion-into-offline-workdir", [dif, "--config=configs/synther.py:tiny",
                                           f"--workdir={td3bc_wd}"],
        ["holds a train_offline (td3bc) run", "train_diffusion (synther)"]),
+      ("augment-out-is-directory", [aug, "--config=configs/gta.py:tiny", f"--workdir={gta_wd}",
+                                    f"--out={gta_wd}"], [f"--out={gta_wd} is a directory"]),
+      ("augment-negative-s4rl-std", [aug, "--config=configs/gta.py:tiny", "--s4rl",
+                                     "--s4rl_std=-0.1", f"--out={tmp}/s4rl.npz"],
+       ["--s4rl_std must be >= 0"]),
+      ("quality-negative-rows", [os.path.join("experiments", "quality.py"),
+                                 "--original=embedded:hopper-medium-replay", "--max_rows=-1",
+                                 f"--out={tmp}/q"], ["--max_rows must be >= 0"]),
       ("augment-from-offline-workdir", [aug, "--config=configs/gta.py:tiny",
                                         f"--workdir={td3bc_wd}", f"--out={tmp}/gen.npz"],
        ["holds a train_offline (td3bc) run"]),
@@ -573,7 +594,8 @@ def test_cli_flags(tmp_path):
       failures.append(f"{name}: rc={proc.returncode}\n{tail}")
   assert not failures, "\n\n".join(failures)
   assert not os.path.exists(tmp_path / "w")  # nothing started
-  assert not os.path.exists(tmp_path / "gen.npz")
+  for name in ("gen.npz", "s4rl.npz", "q"):
+    assert not os.path.exists(tmp_path / name), name
   for d in (gta_wd, td3bc_wd):
     assert sorted(os.listdir(d)) == before[d]
     assert open(os.path.join(d, "config.json")).read() == configs_before[d]

@@ -104,7 +104,11 @@ def sac_config(opts: BuildOptions) -> ml_collections.ConfigDict:
     *parents, leaf = dotted.split(".")
     node = config
     for p in parents:
-      node = node[p]
+      node = node[p] if p in node else None
+      if not isinstance(node, ml_collections.ConfigDict):
+        break
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"--sac_set={dotted}=...: the SAC config has no field '{dotted}'")
     node[leaf] = value
   return config
 
