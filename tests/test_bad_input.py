@@ -530,6 +530,35 @@ def test_trained_workdir_with_another_config(tmp_path):
   assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["100"]
 
 
+def test_online_nan_loss_keeps_last_good_checkpoint(tmp_path):
+  """train_online: a NaN loss stops the run at the next checkpoint, naming the env step and the
+  loss; the checkpoint before it is the last one on disk and restores."""
+  import types
+  import jax.numpy as jnp
+  from jaxaug.agents import sac
+  from jaxaug.train import online
+
+  def update(state, batch, key):  # SAC whose critic loss turns NaN from its 60th update on
+    state, metrics = sac.update(state, batch, key)
+    return state, dict(metrics, critic_loss=jnp.where(state.step >= 60, jnp.nan,
+                                                      metrics["critic_loss"]))
+
+  agent = types.SimpleNamespace(**{k: getattr(sac, k) for k in dir(sac) if not k.startswith("__")})
+  agent.update = update
+  c = load_config_file("sac:tiny")
+  c.num_env_steps, c.start_steps, c.checkpoint_every, c.log_every = 200, 50, 100, 100
+  c.eval_every, c.eval_episodes, c.replay_capacity, c.utd_ratio = 0, 1, 500, 1
+  wd = str(tmp_path / "online")
+  with pytest.raises(FloatingPointError, match=r"non-finite training metrics at env step 200: "
+                     r"train/critic_loss=nan; nothing was saved after step 100"):
+    online.train_online(c, wd, agent=agent)
+  ckpt = Checkpointer(os.path.join(wd, "checkpoints"))
+  assert ckpt.latest_step() == 100
+  assert ckpt.restore_meta(100)["step"] == 100
+  ckpt.close()
+  assert not os.path.exists(os.path.join(wd, "summary.json"))
+
+
 # ------------------------------------------------------------------------------------------
 # CLI flags of the mains (subprocesses, started together to share the import time).
 

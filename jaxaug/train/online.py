@@ -267,6 +267,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   t0, step0 = time.time(), step
 
   def save(step_):
+    _check_finite_metrics(last_metrics, step_, ckpt)  # a NaN/Inf loss is never checkpointed
     state = {"agent": agent_state, "buffer": buf, "key": key, "action": action,
              "obs": np.asarray(obs, np.float32), "episode_actions": episode.actions,
              "infos": infos}
@@ -366,6 +367,25 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
   env.close()
   return summary
+
+
+def _check_finite_metrics(metrics: dict, step: int, ckpt: Checkpointer) -> None:
+  """Stops the run, before its state is saved, when a training metric (loss) is NaN or Inf.
+
+  Checked at every checkpoint: a diverged agent keeps producing non-finite losses, so the last
+  checkpoint on disk stays the last good one.
+  """
+  host = {k: np.asarray(jax.device_get(v)) for k, v in metrics.items()}
+  bad = sorted(k for k, v in host.items() if not np.all(np.isfinite(v)))
+  if not bad:
+    return
+  last = ckpt.latest_step()
+  raise FloatingPointError(
+      f"non-finite training metrics at env step {step}: "
+      + ", ".join(f"train/{k}={host[k].tolist()}" for k in bad)
+      + (f"; nothing was saved after step {last}: the checkpoint of step {last} in "
+         f"{ckpt.directory} is the last good one" if last is not None else
+         "; no checkpoint was written"))
 
 
 def _checkpoint_target(agent_state, buf, key, act_dim, obs_dim, max_len, infos):
