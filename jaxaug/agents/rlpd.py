@@ -5,8 +5,8 @@ SAC with the paper's three design choices (Sec. 4):
     (`sample_symmetric`, `offline_ratio` 0.5; Sec. 4.1);
   * LayerNorm in the critics against Q-value extrapolation (Sec. 4.2);
   * a large ensemble with a random subset in the target and a high update-to-data ratio:
-    10 critics, min over 2, UTD 20 (Sec. 4.3; the official config), the actor using the mean
-    over the ensemble.
+    10 critics, min over 2 (Sec. 4.3; the reference config), UTD 20 (its README), the actor
+    using the mean over the ensemble.
 Also as in the official code (ikostrikov/rlpd): target entropy -|A|/2; the entropy term stays
 in the TD backup (`backup_entropy` True, the code's default, used for the locomotion runs; its
 README turns it off only for AntMaze and Adroit); flax LayerNorm with its default epsilon 1e-6;
