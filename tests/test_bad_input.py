@@ -546,7 +546,8 @@ def test_online_nan_loss_keeps_last_good_checkpoint(tmp_path):
   agent = types.SimpleNamespace(**{k: getattr(sac, k) for k in dir(sac) if not k.startswith("__")})
   agent.update = update
   c = load_config_file("sac:tiny")
-  c.num_env_steps, c.start_steps, c.checkpoint_every, c.log_every = 200, 50, 100, 100
+  # Checkpoints at 100 (good) and 200 (NaN); the run never reaches its end, so no evaluation.
+  c.num_env_steps, c.start_steps, c.checkpoint_every, c.log_every = 300, 50, 100, 100
   c.eval_every, c.eval_episodes, c.replay_capacity, c.utd_ratio = 0, 1, 500, 1
   wd = str(tmp_path / "online")
   with pytest.raises(FloatingPointError, match=r"non-finite training metrics at env step 200: "
@@ -582,10 +583,6 @@ def _cli_cases(tmp):
                        f"--workdir={w}"], ["--config.batchsize=8", "no field 'batchsize'"]),
       ("unknown-agent-key", [onl, "--config=configs/sac.py:tiny", "--config.agent.lrr=1",
                              f"--workdir={w}"], ["--config.agent.lrr=1", "no field 'lrr'"]),
-      ("bad-flag-value", [off, "--config=configs/td3bc.py:tiny", "--config.num_steps=many",
-                          f"--workdir={w}"], ["--config.num_steps=many"]),
-      ("missing-out", [aug, "--config=configs/gta.py:tiny", f"--workdir={gta_wd}"],
-       ["--out", "must have a value"]),
       ("offline-into-diffusion-workdir", [off, "--config=configs/td3bc.py:tiny",
                                          f"--workdir={gta_wd}"],
        [f"--workdir={gta_wd}", "holds a train_diffusion (gta) run", "td3bc"]),
