@@ -41,6 +41,7 @@ def _points():
   return [(name, f) for name in CI_JOBS for f in jobs[name].faults]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name,fault", _points())
 def test_kill_and_resume_matches_uninterrupted_run(kill_root, name, fault):
   jobs = kh.default_jobs()

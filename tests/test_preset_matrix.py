@@ -232,6 +232,7 @@ def _cases():
       runner = key not in seen
       seen.add(key)
       cases.append(pytest.param(name, preset, runner,
+                                marks=[pytest.mark.heavy] if runner else [],
                                 id=f"{name}:{preset}:{'run' if runner else 'check'}"))
   return cases
 
