@@ -550,7 +550,7 @@ def test_online_nan_loss_keeps_last_good_checkpoint(tmp_path):
   c.num_env_steps, c.start_steps, c.checkpoint_every, c.log_every = 300, 50, 100, 100
   c.eval_every, c.eval_episodes, c.replay_capacity, c.utd_ratio = 0, 1, 500, 1
   wd = str(tmp_path / "online")
-  with pytest.raises(FloatingPointError, match=r"non-finite training metrics at env step 200: "
+  with pytest.raises(FloatingPointError, match=r"non-finite training metrics in env step 200: "
                      r"train/critic_loss=nan; nothing was saved after step 100"):
     online.train_online(c, wd, agent=agent)
   ckpt = Checkpointer(os.path.join(wd, "checkpoints"))

@@ -114,15 +114,21 @@ def _check_finite(metrics: Mapping[str, jax.Array], step: int, k: int, ckpt) -> 
       jnp.asarray(True)))
   if finite:
     return
-  host = jax.device_get(metrics)
+  raise_if_nonfinite(jax.device_get(metrics), f"updates {step - k + 1}..{step}", ckpt)
+
+
+def raise_if_nonfinite(host: Mapping[str, Any], where: str, ckpt) -> None:
+  """FloatingPointError naming `where`, the non-finite metrics and the last good checkpoint."""
   bad = sorted(n for n, v in host.items() if not np.all(np.isfinite(np.asarray(v))))
+  if not bad:
+    return
   last = ckpt.latest_step() if ckpt is not None else None
   raise FloatingPointError(
-      f"non-finite training metrics in updates {step - k + 1}..{step}: "
+      f"non-finite training metrics in {where}: "
       + ", ".join(f"train/{n}={np.asarray(host[n]).tolist()}" for n in bad)
       + (f"; nothing was saved after step {last}: the checkpoint of step {last} in "
          f"{ckpt.directory} is the last good one" if last is not None else
-         "; no checkpoint was written") )
+         "; no checkpoint was written"))
 
 
 def seed_init(init_fn: Callable[[jax.Array], Any], num_seeds: int) -> Callable[[jax.Array], Any]:

@@ -38,6 +38,7 @@ from jaxaug.agents import get_agent, sac
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
 from jaxaug.train.checkpoint import Checkpointer
+from jaxaug.train import loop as loop_lib
 from jaxaug.train.config_io import save_config
 from jaxaug.train.logging import MetricLogger
 from jaxaug.utils import atomic_write_text
@@ -375,17 +376,7 @@ def _check_finite_metrics(metrics: dict, step: int, ckpt: Checkpointer) -> None:
   Checked at every checkpoint: a diverged agent keeps producing non-finite losses, so the last
   checkpoint on disk stays the last good one.
   """
-  host = {k: np.asarray(jax.device_get(v)) for k, v in metrics.items()}
-  bad = sorted(k for k, v in host.items() if not np.all(np.isfinite(v)))
-  if not bad:
-    return
-  last = ckpt.latest_step()
-  raise FloatingPointError(
-      f"non-finite training metrics at env step {step}: "
-      + ", ".join(f"train/{k}={host[k].tolist()}" for k in bad)
-      + (f"; nothing was saved after step {last}: the checkpoint of step {last} in "
-         f"{ckpt.directory} is the last good one" if last is not None else
-         "; no checkpoint was written"))
+  loop_lib.raise_if_nonfinite(jax.device_get(dict(metrics)), f"env step {step}", ckpt)
 
 
 def _checkpoint_target(agent_state, buf, key, act_dim, obs_dim, max_len, infos):
