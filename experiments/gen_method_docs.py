@@ -95,6 +95,11 @@ def format_value(value: Any, top: bool = True) -> str:
   elif isinstance(value, float):
     text = _format_float(value)
   elif isinstance(value, str):
+    # The user's home (e.g. the default data_dir ~/.d4rl/datasets) renders as `~`, so the tables
+    # are the same on every machine.
+    home = os.path.expanduser("~")
+    if home not in ("", "/", "~"):
+      value = value.replace(home, "~")
     text = repr(value) if top and not value else (f"`{value}`" if top else repr(value))
   elif isinstance(value, (tuple, list)):
     inner = ", ".join(format_value(v, top=False) for v in value)

@@ -180,3 +180,10 @@ def test_repository_method_pages_are_up_to_date():
                          "--check"], capture_output=True, text=True, cwd=ROOT, timeout=600)
   assert proc.returncode == 0, (f"{len(pages)} pages; run python experiments/gen_method_docs.py"
                                 f"\n{proc.stdout}\n{proc.stderr}")
+
+
+def test_home_directory_renders_as_tilde(monkeypatch):
+  """Default data_dir paths expand ~; the tables must not depend on whose machine renders them."""
+  monkeypatch.setenv("HOME", "/home/someone")
+  assert gen.format_value("d4rl:/home/someone/.d4rl/datasets/x-v2.hdf5") == \
+      "`d4rl:~/.d4rl/datasets/x-v2.hdf5`"
