@@ -74,7 +74,7 @@ def test_multi_seed_init_has_no_batched_lapack(name):
 def test_standalone_reproducer():
   cmd = [sys.executable, os.path.join(ROOT, "tools", "lapack_deadlock_repro.py"), "--repeats", "3"]
   try:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
   except subprocess.TimeoutExpired:
     if _jaxlib_version() < FIXED_JAXLIB:
       pytest.xfail("jaxlib < 0.11.1 deadlocks in batched LAPACK on small CPU machines "
