@@ -61,6 +61,7 @@ import numpy as np
 import pytest
 
 from jaxaug.configs_io import load_config_module
+from jaxaug.train import config_io
 from jaxaug.types import EnvSpec
 from tests.helpers import preset_fixtures as fixtures
 
@@ -438,13 +439,7 @@ def _check_online(name, preset, c, specs, runner, tmp_path, monkeypatch):
 
 
 def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
+  return config_io._flatten(d, prefix)  # noqa: SLF001 (the same flattening the resume check uses)
 
 
 _SHRUNK_FIELDS = {
