@@ -153,3 +153,17 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
   restored = ckpt.restore(20, {"state": init(None), "rng": jax.random.key(0)})
   assert float(restored["state"]["w"]) == 21.0 and int(restored["state"]["t"]) == 20
   ckpt.close()
+
+
+def test_nan_between_log_steps_is_caught_one_dispatch_late():
+  """Without a log/eval/checkpoint step the check runs after the next dispatch is enqueued; it
+  still names the dispatch that went bad."""
+  def update(state, batch, key):
+    t = state["t"] + 1
+    return {"w": state["w"], "t": t}, {"loss": jnp.where(t == 25, jnp.inf, 1.0)}
+
+  cfg = LoopConfig(num_steps=100, batch_size=2, updates_per_dispatch=10, log_every=0)
+  with pytest.raises(FloatingPointError, match=r"updates 21\.\.30: train/loss=inf"):
+    run_training(cfg=cfg, workdir=None,
+                 init_fn=lambda k: {"w": jnp.ones(()), "t": jnp.zeros((), jnp.int32)},
+                 update_fn=update, sample_fn=lambda d, k, n: d[:n], data=jnp.zeros((4,)))

@@ -103,16 +103,23 @@ def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num
                  out_shardings=(rep, rep, rep))
 
 
-def _check_finite(metrics: Mapping[str, jax.Array], step: int, k: int, ckpt) -> None:
+def _all_finite(metrics: Mapping[str, jax.Array]) -> jax.Array:
+  """One device boolean: every metric of a dispatch is finite (enqueued, not waited for)."""
+  return jax.tree.reduce(lambda a, b: a & b,
+                         jax.tree.map(lambda v: jnp.all(jnp.isfinite(v)), metrics),
+                         jnp.asarray(True))
+
+
+def _check_finite(pending, k: int, ckpt) -> None:
   """Stops the run when a dispatch produced a NaN/Inf metric (loss), before anything is saved.
 
-  One boolean per dispatch comes back to the host; the state of that dispatch is never
-  checkpointed, so the last checkpoint on disk is the last good one.
+  `pending` = (device flag, step, metrics) of one dispatch. The loop checks it one dispatch late
+  (after enqueueing the next one, so the host never idles the device), and at once on steps
+  that log, evaluate or checkpoint: the state of a bad dispatch is never checkpointed, so the
+  last checkpoint on disk is the last good one.
   """
-  finite = jax.device_get(jax.tree.reduce(
-      lambda a, b: a & b, jax.tree.map(lambda v: jnp.all(jnp.isfinite(v)), metrics),
-      jnp.asarray(True)))
-  if finite:
+  flag, step, metrics = pending
+  if bool(jax.device_get(flag)):
     return
   raise_if_nonfinite(jax.device_get(metrics), f"updates {step - k + 1}..{step}", ckpt)
 
@@ -207,23 +214,32 @@ def run_training(
                         resume_step=step) if workdir else None
 
   dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh, cfg.num_seeds)
+  pending = None  # the previous dispatch's finiteness, checked one dispatch late
   while step < cfg.num_steps:
     state, rng, metrics = dispatch(state, rng, data)
     step += k
-    _check_finite(metrics, step, k, ckpt)
+    if pending is not None:
+      _check_finite(pending, k, ckpt)
+    pending = (_all_finite(metrics), step, metrics)
+    log_now = bool(cfg.log_every and step % cfg.log_every == 0) or step == cfg.num_steps
+    eval_now = eval_fn is not None and (
+        bool(cfg.eval_every and step > cfg.eval_offset
+             and (step - cfg.eval_offset) % cfg.eval_every == 0) or step == cfg.num_steps)
+    save_now = ckpt is not None and (
+        bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.num_steps)
+    if log_now or eval_now or save_now:
+      _check_finite(pending, k, ckpt)
+      pending = None
     record: dict = {}
-    if cfg.log_every and step % cfg.log_every == 0 or step == cfg.num_steps:
+    if log_now:
       record.update({f"train/{n}": v for n, v in jax.device_get(metrics).items()})
-    if eval_fn is not None and ((cfg.eval_every and step > cfg.eval_offset
-                                 and (step - cfg.eval_offset) % cfg.eval_every == 0)
-                                or step == cfg.num_steps):
+    if eval_now:
       record.update(eval_fn(state, step))
     if record:
       last = {n: np.asarray(v) for n, v in record.items()}
       if logger is not None:
         logger.log(step, {n: v for n, v in record.items()})
-    if ckpt is not None and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-                             or step == cfg.num_steps):
+    if save_now:
       ckpt.save(step, {"state": state, "rng": rng}, dict(
           meta or {}, step=step, last={n: (str(v.dtype), v.tolist()) for n, v in last.items()}))
   if ckpt is not None:
