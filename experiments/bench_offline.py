@@ -14,7 +14,7 @@ import jax
 from jaxaug import agents
 from jaxaug import bench
 from jaxaug.data.dataset import Transitions, sample_transitions
-from jaxaug.train.loop import make_dispatch, seed_keys
+from jaxaug.train.loop import make_dispatch, seed_init, seed_keys
 from jaxaug.types import EnvSpec
 
 _AGENTS = flags.DEFINE_list("agents", ["td3bc", "iql"], "Agents to benchmark.")
@@ -45,8 +45,7 @@ def main(argv):
     cfg = agent.get_config()
     for ns in map(int, _SEEDS.value):
       init_keys, rng = seed_keys(0, ns)
-      init = (jax.vmap(lambda k: agent.init(k, spec, cfg)) if ns > 1
-              else (lambda k: agent.init(k, spec, cfg)))
+      init = seed_init(lambda k: agent.init(k, spec, cfg), ns)
       state = jax.jit(init)(init_keys)
       dispatch = make_dispatch(agent.update, sample_transitions, _BATCH.value, _K.value, None, ns)
       # XLA's cost analysis counts a scan body once whatever its length: count one update
