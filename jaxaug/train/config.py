@@ -37,7 +37,22 @@ def offline_base_config() -> ml_collections.ConfigDict:
   c.augment.mode = "concat"  # concat | replace | mix
   c.augment.synthetic_ratio = 0.5  # share of each batch drawn from generated data when mode=mix
   # S4RL: std of fresh Gaussian state noise added to every sampled batch (raw state units); 0 = off.
+  # Applied inside the jitted step for every agent (TD3+BC, IQL, CQL, MCQ, DTQL) and on top of
+  # any augment.path / augment.source data.
   c.augment.s4rl_std = 0.0
+  # Composed mode (jaxaug; docs/augmentation.md): 'generator:WORKDIR' = a trained GTA or SynthER
+  # run of experiments/train_diffusion.py generating on device inside this run (a synthetic ring
+  # buffer in the train state), instead of a staged file (augment.path). '' = off.
+  c.augment.source = ""
+  c.augment.every = 1000  # updates between generation rounds (composed)
+  # Windows (GTA) or rows (SynthER) per round; 0 = the generator's windows_per_chunk /
+  # samples_per_chunk. A GTA round yields up to round_size * (horizon - 1) transitions.
+  c.augment.round_size = 0
+  c.augment.capacity = 0  # synthetic buffer rows; 0 = the generator config's num_transitions
+  c.augment.warm_start = True  # fill the whole buffer before the first update
+  # dispatch: a separate jitted round between dispatches (every must be a multiple of
+  # updates_per_dispatch); scan: lax.cond inside the K-update scan (any every).
+  c.augment.round_placement = "dispatch"
   return c
 
 

@@ -35,6 +35,23 @@ from jaxaug.train.logging import MetricLogger
 
 UpdateFn = Callable[[Any, Any, jax.Array], tuple[Any, Mapping[str, jax.Array]]]
 SampleFn = Callable[[Any, jax.Array, int], Any]
+# (state, data) -> (state, what sample_fn draws from), traced inside the scan before each update.
+BeforeUpdateFn = Callable[[Any, Any], tuple[Any, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopHooks:
+  """Optional extensions of the loop (all None = the plain loop).
+
+  before_update: inside the jitted scan, before each update's sampling: (state, data) ->
+    (state, sample data). Lets a state extension (e.g. a synthetic buffer the state carries,
+    jaxaug.augment.composed) be refreshed and sampled from; it must not use the loop RNG.
+  between_dispatches: on the host, before every dispatch: (state, data, step) -> state, with
+    `step` the number of updates done (also after a resume). Whatever it computes must be
+    jitted by the caller; the state keeps the seed axis when num_seeds > 1.
+  """
+  before_update: BeforeUpdateFn | None = None
+  between_dispatches: Callable[[Any, Any, int], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,16 +91,20 @@ class LoopConfig:
 
 
 def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num_updates: int,
-                  mesh, num_seeds: int = 1):
+                  mesh, num_seeds: int = 1, before_update: BeforeUpdateFn | None = None):
   """Build the jitted function: (state, rng, data) -> (state, rng, mean metrics).
 
   With num_seeds > 1 the state and rng carry a leading seed axis and the data is shared.
+  `before_update` (LoopHooks) runs before each update's sampling.
   """
 
   def one_update(carry, _, data):
     state, rng = carry
+    sample_data = data
+    if before_update is not None:
+      state, sample_data = before_update(state, data)
     rng, k_sample, k_update = jax.random.split(rng, 3)
-    batch = sample_fn(data, k_sample, batch_size)
+    batch = sample_fn(sample_data, k_sample, batch_size)
     if mesh is not None and num_seeds == 1:
       batch = mesh_lib.shard_batch_constraint(batch, mesh)
     state, metrics = update_fn(state, batch, k_update)
@@ -176,6 +197,7 @@ def run_training(
     meta: dict | None = None,
     mesh=None,
     is_main: bool | None = None,
+    hooks: LoopHooks | None = None,
 ) -> tuple[Any, dict]:
   """Train, checkpoint, resume. Returns (final state, last logged metrics).
 
@@ -213,9 +235,13 @@ def run_training(
   logger = MetricLogger(workdir, cfg.num_steps, is_main=is_main and workdir is not None,
                         resume_step=step) if workdir else None
 
-  dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh, cfg.num_seeds)
+  hooks = hooks or LoopHooks()
+  dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh, cfg.num_seeds,
+                           before_update=hooks.before_update)
   pending = None  # the previous dispatch's finiteness, checked one dispatch late
   while step < cfg.num_steps:
+    if hooks.between_dispatches is not None:
+      state = hooks.between_dispatches(state, data, step)
     state, rng, metrics = dispatch(state, rng, data)
     step += k
     if pending is not None:

@@ -18,11 +18,13 @@ import numpy as np
 
 from jaxaug import agents as agents_lib
 from jaxaug import envs
+from jaxaug.augment import composed as composed_lib
 from jaxaug.augment import s4rl
 from jaxaug.data import dataset as dataset_lib
 from jaxaug.data import loaders, normalize, replay, validate
 from jaxaug.train import config_io
 from jaxaug.train import mesh as mesh_lib
+from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.train.loop import LoopConfig, run_training
 from jaxaug.types import EnvSpec
 from jaxaug.utils import atomic_write_text
@@ -79,8 +81,16 @@ def resolve_env(config, ds):
 def prepare_data(config, ds, spec):
   """Normalise observations/rewards (statistics fitted on the real data) and add generated data.
 
-  Returns (device data pytree, sample_fn, obs_stats, reward_transform).
+  Returns (device data pytree, sample_fn, obs_stats, reward_transform). The composed mode
+  (`augment.source`) needs more pieces: `prepare_run`.
   """
+  data, sample_fn, obs_stats, reward_tf, _ = prepare_run(config, ds, spec)
+  return data, sample_fn, obs_stats, reward_tf
+
+
+def prepare_run(config, ds, spec, mesh=None):
+  """prepare_data plus, with `augment.source = generator:WORKDIR`, the composed augmentation
+  (jaxaug.augment.composed.Composed; None otherwise): its data replaces the plain data."""
   obs_stats = normalize.NormStats.fit(ds.observations) if config.normalize_obs else None
   reward_tf = normalize.fit_reward_transform(ds, config.reward_normalization)
 
@@ -93,7 +103,12 @@ def prepare_data(config, ds, spec):
   sample_fn = dataset_lib.sample_transitions
   data: Any = real
   aug = config.augment
-  if aug.path:
+  comp = None
+  if composed_lib.is_composed(config):
+    comp = composed_lib.build(config, ds, real, obs_stats, reward_tf, mesh,
+                              num_seeds=int(config.num_seeds))
+    data, sample_fn = comp.data, comp.sample_fn
+  elif aug.path:
     gen = loaders.load_dataset(aug.path, env_spec=spec, episodic=False)
     gen_t = prep(gen).transitions()
     if aug.mode == "concat":  # GTA's way: original plus generated, sampled uniformly
@@ -121,7 +136,30 @@ def prepare_data(config, ds, spec):
     def sample_fn(d, key, n):
       k_batch, k_noise = jax.random.split(key)
       return s4rl.augment_batch(base_fn(d, k_batch, n), k_noise, s4rl_std, scale)
-  return data, sample_fn, obs_stats, reward_tf
+  return data, sample_fn, obs_stats, reward_tf, comp
+
+
+def _check_resume_generator(workdir: str | None, meta: dict) -> None:
+  """A composed run resumes only with the generator (workdir and checkpoint) it started with:
+  the synthetic buffer in its checkpoint came from that generator."""
+  if workdir is None or not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    latest = ckpt.latest_step()
+    if latest is None:
+      return
+    old = ckpt.restore_meta(latest).get("generator")
+  finally:
+    ckpt.close()
+  new = meta["generator"]
+  keys = ("workdir", "method", "checkpoint_step")
+  if old is None or any(old.get(k) != new[k] for k in keys):
+    raise ValueError(
+        f"--workdir={workdir}: its checkpoint of step {latest} was made with generator "
+        f"{None if old is None else {k: old.get(k) for k in keys}}; config.augment.source now "
+        f"gives {({k: new[k] for k in keys})}. Resume with the same generator or choose another "
+        "--workdir")
 
 
 def make_eval_fn(agent, config, env_id, obs_stats):
@@ -167,25 +205,44 @@ def train_offline(config: ml_collections.ConfigDict, workdir: str | None) -> dic
   ds = loaders.load_dataset(config.dataset)
   env_id, spec = resolve_env(config, ds)
   validate.validate_dataset(ds, spec)  # dimensions against the environment
-  data, sample_fn, obs_stats, reward_tf = prepare_data(config, ds, spec)
+  data, sample_fn, obs_stats, reward_tf, comp = prepare_run(config, ds, spec, mesh)
+  meta = {"env_id": env_id, "dataset": config.dataset,
+          "obs_stats": obs_stats.to_dict() if obs_stats is not None else None,
+          "reward_transform": reward_tf.to_dict()}
+  if comp is not None:
+    meta.update(comp.meta)
+    _check_resume_generator(workdir, comp.meta)
 
   if workdir is not None and is_main:
     config_io.save_config(config, workdir)
     normalize.save_stats(os.path.join(workdir, "normalization.json"), obs_stats, reward_tf)
 
   agent_config = config.agent
+  init_fn = lambda key: agent.init(key, spec, agent_config)
+  update_fn = agent.update
+  eval_fn = make_eval_fn(agent, config, env_id, obs_stats) if config.eval_episodes > 0 else None
+  hooks = None
+  if comp is not None:
+    init_fn, update_fn, hooks = comp.wrap_init(init_fn), comp.wrap_update(update_fn), comp.hooks
+    if eval_fn is not None:
+      agent_eval = eval_fn
+      eval_fn = lambda state, step: agent_eval(state.agent, step)
   state, last = run_training(
       cfg=LoopConfig.from_config(config), workdir=workdir,
-      init_fn=lambda key: agent.init(key, spec, agent_config),
-      update_fn=agent.update, sample_fn=sample_fn, data=data,
-      eval_fn=make_eval_fn(agent, config, env_id, obs_stats) if config.eval_episodes > 0 else None,
-      meta={"env_id": env_id, "dataset": config.dataset,
-            "obs_stats": obs_stats.to_dict() if obs_stats is not None else None,
-            "reward_transform": reward_tf.to_dict()},
-      mesh=mesh, is_main=is_main)
+      init_fn=init_fn, update_fn=update_fn, sample_fn=sample_fn, data=data, eval_fn=eval_fn,
+      meta=meta, mesh=mesh, is_main=is_main, hooks=hooks)
   summary = {"env_id": env_id, "dataset": config.dataset, "agent": config.agent_name,
              "num_transitions": len(ds), "num_steps": config.num_steps,
              **{k: np.asarray(v).tolist() for k, v in last.items()}}
+  aug_state = None
+  if comp is not None:
+    state, aug_state = state.agent, state.aug
+    summary["augment"] = {
+        "method": comp.settings.method, "mode": comp.settings.mode,
+        "capacity": comp.settings.capacity,
+        "generated_transitions": np.asarray(jax.device_get(aug_state.generated)).tolist(),
+        "rounds": np.asarray(jax.device_get(aug_state.rounds)).tolist(),
+        "evaluations_per_item": comp.settings.evaluations_per_item()}
   previous = os.path.join(workdir, "summary.json") if workdir is not None else ""
   if not last and previous and os.path.exists(previous):
     # Re-run of a finished run: nothing was trained or evaluated; keep its final metrics.
@@ -194,4 +251,6 @@ def train_offline(config: ml_collections.ConfigDict, workdir: str | None) -> dic
   if workdir is not None and is_main:
     atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
   summary["state"] = state
+  if aug_state is not None:
+    summary["aug_state"] = aug_state
   return summary
