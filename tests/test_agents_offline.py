@@ -349,16 +349,13 @@ def test_td3bc_presets_follow_corl_and_paper(dataset):
   assert c.env_id == (f"{dataset}-v2" if antmaze else c.env_id)
 
 
-def test_antmaze_presets_train_without_environment_and_refuse_evaluation():
-  """AntMaze has no jaxaug environment: the spec comes from the data, evaluation is refused."""
+def test_antmaze_presets_resolve_the_antmaze_environment():
+  """AntMaze presets evaluate in jaxaug's D4RL-layout AntMaze (jaxaug/envs/suites): the spec is
+  the environment's (29-dim observation, 8-dim action), no simulator needed to resolve it."""
   from jaxaug.train import offline
   c = _load_config_module("iql").get_config("antmaze-umaze")
-  ds = _raw_dataset()
-  with pytest.raises(ValueError, match="AntMaze"):
-    offline.resolve_env(c, ds)
-  c.eval_episodes = 0
-  env_id, spec = offline.resolve_env(c, ds)
-  assert env_id is None and (spec.obs_dim, spec.act_dim) == (OBS_DIM, ACT_DIM)
+  env_id, spec = offline.resolve_env(c, _raw_dataset())
+  assert env_id == "antmaze-umaze" and (spec.obs_dim, spec.act_dim) == (29, 8)
 
 
 def _raw_dataset():

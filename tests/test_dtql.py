@@ -448,20 +448,21 @@ def _write_d4rl(path, obs_dim, act_dim, n=400, episode=100):
   loaders.save_d4rl_hdf5(ds, path)
 
 
-def test_missing_environment_suite_trains_but_refuses_evaluation(tmp_path):
+def test_suite_preset_checks_the_layout_and_trains(tmp_path):
   from jaxaug.train.offline import train_offline
-  _write_d4rl(tmp_path / "antmaze-umaze-v2.hdf5", obs_dim=29, act_dim=8)
+  _write_d4rl(tmp_path / "antmaze-umaze-v2.hdf5", obs_dim=27, act_dim=8)  # goal-less ant state
   c = dtql_configs.get_config("antmaze-umaze")
   c.data_dir = str(tmp_path)
-  with pytest.raises(ValueError, match="eval_episodes=100 needs the AntMaze environments"):
+  with pytest.raises(ValueError, match=r"27 dims.*antmaze-umaze expects the layout torso x, y"):
     train_offline(c, None)
+  _write_d4rl(tmp_path / "antmaze-umaze-v2.hdf5", obs_dim=29, act_dim=8)
   tiny = dtql_configs.get_config("tiny")
   for k in ("denoiser_hidden_dim", "policy_hidden_dims", "critic_hidden_dims", "num_candidates"):
     c.agent[k] = tiny.agent[k]
   c.batch_size, c.updates_per_dispatch, c.log_every, c.checkpoint_every = 32, 10, 20, 0
   c.num_steps, c.agent.pretrain_steps, c.eval_episodes = 20, 10, 0
   out = train_offline(c, None)
-  assert out["env_id"] is None and out["num_steps"] == 20
+  assert out["env_id"] == "antmaze-umaze" and out["num_steps"] == 20
   assert np.isfinite(out["train/policy_loss"]) and out["state"].hp.obs_dim == 29
 
 

@@ -30,7 +30,7 @@ def test_name_resolution():
   assert envs.resolve_env_id("halfcheetah-medium-expert-v2") == "HalfCheetah-v5"
   assert envs.resolve_env_id("walker2d-random-v2") == "Walker2d-v5"
   assert envs.resolve_env_id("ant-medium-v2") == "Ant-v5"
-  for bad in ("", "humanoid", "pen-human-v1"):
+  for bad in ("", "humanoid", "pen-humanoid-v1", "kitchen-unknown-v0"):
     with pytest.raises(ValueError, match="environment|env id"):
       envs.resolve_env_id(bad)
 

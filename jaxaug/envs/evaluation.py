@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxaug.envs.registry import make_vector_env, normalized_score, resolve_env_id
+from jaxaug.envs.registry import episode_scores, make_vector_env, resolve_env_id
 
 
 def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, seed: int,
@@ -31,7 +31,9 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
 
   Returns:
     dict with return_mean, return_std, return_min, return_max, normalized_score_mean,
-    normalized_score_std, length_mean, num_episodes.
+    normalized_score_std, length_mean, num_episodes, success_rate. The score is the one the
+    papers report for the env (registry.episode_scores): D4RL-normalised return, or 100 x
+    success for Meta-World; an episode succeeds when any step's info has a true 'success'.
   """
   if num_episodes < 1:
     raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
@@ -43,20 +45,23 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
     returns = np.zeros(num_episodes, np.float64)
     lengths = np.zeros(num_episodes, np.int64)
     active = np.ones(num_episodes, bool)
+    success = np.zeros(num_episodes, bool)
     for _ in range(limit):
       x = np.asarray(obs, np.float32)
       if obs_stats is not None:
         x = obs_stats.normalize(x)
       actions = np.asarray(policy_fn(x), np.float64)
-      obs, rewards, terminated, truncated, _ = envs.step(actions)
+      obs, rewards, terminated, truncated, infos = envs.step(actions)
       returns += np.where(active, rewards, 0.0)
+      if "success" in infos:
+        success |= active & np.asarray(infos["success"], bool)
       lengths += active
       active &= ~(terminated | truncated)
       if not active.any():
         break
   finally:
     envs.close()
-  scores = normalized_score(env_id, returns)
+  scores = episode_scores(env_id, returns, success)
   return {
       "return_mean": float(returns.mean()),
       "return_std": float(returns.std()),
@@ -66,4 +71,5 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
       "normalized_score_std": float(np.std(scores)),
       "length_mean": float(lengths.mean()),
       "num_episodes": int(num_episodes),
+      "success_rate": float(success.mean()),
   }

@@ -204,6 +204,10 @@ def train_offline(config: ml_collections.ConfigDict, workdir: str | None) -> dic
 
   ds = loaders.load_dataset(config.dataset)
   env_id, spec = resolve_env(config, ds)
+  if env_id is not None:  # suites: name both layouts on a mismatch; a missing extra fails now
+    envs.check_dataset_layout(env_id, ds.obs_dim, ds.act_dim, source=config.dataset)
+    if config.eval_episodes > 0:
+      envs.require_env(env_id)
   validate.validate_dataset(ds, spec)  # dimensions against the environment
   data, sample_fn, obs_stats, reward_tf, comp = prepare_run(config, ds, spec, mesh)
   meta = {"env_id": env_id, "dataset": config.dataset,
