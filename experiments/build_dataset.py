@@ -5,6 +5,13 @@
 
 Killable and resumable: re-run the same command; the SAC run resumes from its checkpoint and
 finished datasets are skipped.
+
+Suites (AntMaze, Maze2D, FrankaKitchen, Adroit, Meta-World; needs the `suites` extra): a small
+D4RL-layout file OUT/<env>.hdf5 from a scripted or random policy, for tests and the CPU path,
+NOT D4RL's data (docs/suites.md):
+
+  python experiments/build_dataset.py --env=maze2d-umaze-v1 --size=20000 --out=DIR
+  python experiments/build_dataset.py --env=antmaze-umaze-v2 --suite_policy=random --out=DIR
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 25_000, "SAC checkpoint p
 _EXPERT = flags.DEFINE_enum("expert", "best", ["best", "last"], "Expert = the SAC snapshot "
                             "with the best evaluation return, or the last one.")
 _MINARI = flags.DEFINE_bool("minari", False, "Also write Minari dataset directories.")
+_SUITE_POLICY = flags.DEFINE_enum(
+    "suite_policy", None, list(builder.SUITE_POLICIES), "Suites: collection policy (default: "
+    "scripted for maze2d and Meta-World, random otherwise).")
+_SUITE_NOISE = flags.DEFINE_float("suite_noise", 0.3, "Suites: Gaussian action noise (std) "
+                                  "added to the scripted policy.")
 _SAC_SET = flags.DEFINE_multi_string("sac_set", [], "SAC config override FIELD=JSON_VALUE, "
                                      "e.g. --sac_set=eval_episodes=5.")
 
@@ -41,6 +53,16 @@ _SAC_SET = flags.DEFINE_multi_string("sac_set", [], "SAC config override FIELD=J
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from jaxaug import envs
+  env_id = envs.resolve_env_id(_ENV.value)
+  if envs.suites.is_suite_env(env_id):
+    policy = _SUITE_POLICY.value or (
+        "scripted" if envs.suites.suite_env(env_id).suite in ("maze2d", "metaworld")
+        else "random")
+    print(json.dumps(builder.build_suite_dataset(
+        _ENV.value, _OUT.value, _SIZE.value, seed=_SEED.value, policy=policy,
+        noise=_SUITE_NOISE.value, command=builder.command_line()), indent=2))
+    return
   overrides = []
   for item in _SAC_SET.value:
     if "=" not in item:

@@ -419,3 +419,160 @@ def build(opts: BuildOptions) -> dict[str, dict]:
 
 def command_line() -> str:
   return " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv)
+
+
+# ------------------------------------------------------------------------ suites (not D4RL data)
+#
+# Small D4RL-layout files for the suites (AntMaze, Maze2D, FrankaKitchen, Adroit, Meta-World),
+# for tests and the CPU path: they exercise loading, training and evaluation end to end. They
+# are NOT D4RL's data (D4RL's maze data come from long goal-switching runs of a trained
+# controller, Adroit's from human demonstrations): do not compare scores on them with papers'.
+
+SUITE_POLICIES = ("scripted", "random")
+# Maze2D waypoint controller gains (D4RL's own collection controller used the same form:
+# a = kp (waypoint - position) - kd velocity).
+_MAZE_KP, _MAZE_KD = 10.0, 1.0
+
+
+def maze2d_waypoint_policy(env_id: str, noise: float, seed: int):
+  """A PD controller that follows the shortest cell path (BFS on the D4RL map) to the goal, in
+  D4RL's frame (qpos = (row, column) - 0.2, cell (i, j) centred at (i - 0.2, j - 0.2))."""
+  from collections import deque
+  from jaxaug.envs.suites.specs import suite_env
+  rows = suite_env(env_id).maze
+  goal = next((i, j) for i, r in enumerate(rows) for j, c in enumerate(r) if c == "G")
+  # Distance to the goal of every free cell (BFS from the goal), 4-connected.
+  dist = {goal: 0}
+  queue = deque([goal])
+  while queue:
+    i, j = queue.popleft()
+    for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+      c = (i + di, j + dj)
+      if rows[c[0]][c[1]] != "#" and c not in dist:
+        dist[c] = dist[(i, j)] + 1
+        queue.append(c)
+  rng = np.random.default_rng(np.random.SeedSequence([seed, 0x3A2E]))
+
+  def policy(obs, t):
+    pos, vel = np.asarray(obs[:2], np.float64), np.asarray(obs[2:4], np.float64)
+    cell = (int(np.rint(pos[0] + 0.2)), int(np.rint(pos[1] + 0.2)))
+    if cell == goal or cell not in dist:
+      target = np.array(goal, np.float64)  # D4RL's goal point is (row, column) itself
+    else:
+      nxt = min(((cell[0] + di, cell[1] + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1))),
+                key=lambda c: dist.get(c, 1 << 30))
+      target = np.array(nxt, np.float64) - 0.2
+    a = _MAZE_KP * (target - pos) - _MAZE_KD * vel + noise * rng.normal(size=2)
+    return np.clip(a, -1.0, 1.0)
+
+  return policy
+
+
+def metaworld_scripted_policy(env_id: str, noise: float, seed: int):
+  """Meta-World's own scripted expert for the task (metaworld.policies), plus Gaussian noise."""
+  import metaworld.policies as mw_policies
+  from jaxaug.envs.suites.specs import metaworld_task
+  task = metaworld_task(env_id)
+  name = "Sawyer" + "".join(p.capitalize() for p in task.split("-")) + "V3Policy"
+  if not hasattr(mw_policies, name):
+    raise ValueError(f"--suite_policy=scripted: metaworld has no scripted policy {name} for "
+                     f"{task!r}; use --suite_policy=random")
+  expert = getattr(mw_policies, name)()
+  rng = np.random.default_rng(np.random.SeedSequence([seed, 0x3E7A]))
+  return lambda obs, t: np.clip(expert.get_action(np.asarray(obs, np.float64))
+                                + noise * rng.normal(size=4), -1.0, 1.0)
+
+
+def suite_policy(env_id: str, kind: str, seed: int, noise: float = 0.3):
+  """The collection policy of a suite dataset: 'scripted' (Maze2D waypoints, Meta-World's
+  experts) or 'random' (uniform actions; the only choice for AntMaze, Kitchen, Adroit)."""
+  from jaxaug.envs.suites.specs import suite_env
+  suite = suite_env(env_id).suite
+  if kind not in SUITE_POLICIES:
+    raise ValueError(f"--suite_policy must be one of {SUITE_POLICIES}, got {kind!r}")
+  if kind == "scripted" and suite == "maze2d":
+    return maze2d_waypoint_policy(env_id, noise, seed)
+  if kind == "scripted" and suite == "metaworld":
+    return metaworld_scripted_policy(env_id, noise, seed)
+  if kind == "scripted":
+    raise ValueError(f"--suite_policy=scripted exists for maze2d and Meta-World only; {env_id} "
+                     "({suite}) has none: use --suite_policy=random")
+  return random_policy(envs.env_spec(env_id).act_dim, seed)
+
+
+def collect_suite(policy, env_id: str, num_transitions: int, seed: int) -> OfflineDataset:
+  """Rolls `policy(obs, t)` in the D4RL-layout suite env for exactly `num_transitions` steps
+  (episode e reset with online.episode_seed(seed, e); the cut last episode ends in a timeout).
+  AntMaze files also get infos/goal (the episode's goal in D4RL's frame, as D4RL's files)."""
+  env = envs.make_env(env_id)
+  spec = envs.env_spec(env_id)
+  n = int(num_transitions)
+  out = {"observations": np.zeros((n, spec.obs_dim), np.float32),
+         "actions": np.zeros((n, spec.act_dim), np.float32),
+         "rewards": np.zeros(n, np.float32),
+         "next_observations": np.zeros((n, spec.obs_dim), np.float32),
+         "terminals": np.zeros(n, np.float32), "timeouts": np.zeros(n, np.float32)}
+  goals = np.zeros((n, 2), np.float32)
+  successes = 0
+  episode = 0
+  obs, info = env.reset(seed=online.episode_seed(seed, episode))
+  for t in range(n):
+    action = np.asarray(policy(obs, t), np.float32)
+    goals[t] = info.get("goal", np.zeros(2))
+    next_obs, reward, terminated, truncated, info = env.step(action)
+    out["observations"][t] = obs
+    out["actions"][t] = action
+    out["rewards"][t] = reward
+    out["next_observations"][t] = next_obs
+    out["terminals"][t] = float(terminated)
+    out["timeouts"][t] = float(truncated and not terminated)
+    successes += bool(info.get("success", False)) and (terminated or truncated)
+    obs = next_obs
+    if terminated or truncated:
+      episode += 1
+      obs, info = env.reset(seed=online.episode_seed(seed, episode))
+  if n and not (out["terminals"][-1] or out["timeouts"][-1]):
+    out["timeouts"][-1] = 1.0
+  env.close()
+  infos = {"goal": goals} if envs.resolve_env_id(env_id).startswith("antmaze") else {}
+  return OfflineDataset(**out, infos=infos)
+
+
+def suite_dataset_path(out: str, name: str) -> str:
+  return os.path.join(out, f"{os.path.basename(name)}.hdf5")
+
+
+def build_suite_dataset(name: str, out: str, size: int, seed: int = 0,
+                        policy: str = "scripted", noise: float = 0.3, command: str = ""
+                        ) -> dict:
+  """Writes OUT/<name>.hdf5 in the D4RL layout of `name`'s suite (e.g. 'antmaze-umaze-v2', so
+  a preset's --config.data_dir=OUT finds it); returns its statistics. Not D4RL's data."""
+  env_id = envs.resolve_env_id(name)
+  from jaxaug.envs.suites.specs import is_suite_env
+  if not is_suite_env(env_id):
+    raise ValueError(f"--env={name!r} is not a suite dataset (AntMaze, Maze2D, Kitchen, Adroit, "
+                     "Meta-World); locomotion datasets are built with --kinds")
+  if size <= 0:
+    raise ValueError(f"--size must be positive, got {size}")
+  envs.require_env(env_id)
+  os.makedirs(out, exist_ok=True)
+  t0 = time.time()
+  ds = collect_suite(suite_policy(env_id, policy, seed, noise), env_id, size, seed)
+  returns = ds.episode_returns()
+  stats = {"transitions": len(ds), "episodes": int(len(returns)),
+           "return_mean": float(np.mean(returns)),
+           "terminals": int(ds.terminals.sum())}
+  if not envs.scored_by_success(env_id):
+    stats["normalized_score_mean"] = float(np.mean(envs.normalized_score(env_id, returns)))
+  ds.metadata = {"env_id": env_id, "dataset_id": f"jaxaug/{os.path.basename(name)}",
+                 "policy": policy, "noise": noise if policy == "scripted" else None,
+                 "seed": seed, "command": command, "jaxaug_version": jaxaug.__version__,
+                 "generator": "jaxaug.data.builder.build_suite_dataset",
+                 "note": "small built dataset in the D4RL layout; NOT D4RL's data",
+                 "observation_layout": envs.observation_layout(env_id), **stats}
+  validate_dataset(ds, envs.env_spec(env_id))
+  path = suite_dataset_path(out, name)
+  save_d4rl_hdf5(ds, path)
+  stats.update(path=path, seconds=time.time() - t0)
+  logging.info("wrote %s: %s", path, json.dumps(stats))
+  return stats
