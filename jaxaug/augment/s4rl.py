@@ -3,7 +3,8 @@
 std = 3e-4 (the value GTA App. C.1 uses). Two forms:
   * `augment_batch`: jittable, on a Transitions batch inside an agent's update (fresh noise each
     step, as in S4RL); the offline trainer applies it to every sampled batch when
-    `config.augment.s4rl_std` > 0;
+    `config.augment.s4rl_std` > 0, for every agent (DTQL included) and on top of staged
+    (`augment.path`) or composed (`augment.source`) generated data;
   * `augment`: a host-side augmented copy of a dataset (`num_copies` noisy copies), for the
     data-quality comparison and for training on a fixed augmented dataset.
 `augment_batch` noises observations and next observations independently; `augment` gives a

@@ -1,0 +1,194 @@
+r"""Staged vs composed GTA augmentation for TD3+BC, in one run (docs/augmentation.md).
+
+  python experiments/bench_augment.py --out=bench_augment.json
+  python experiments/bench_augment.py --generator=runs/gta/hmr --num_steps=2000 --out=...
+
+Both arms produce and consume the same number of generated transitions, N = rounds x rows per
+round, and run the same number of TD3+BC updates:
+  * staged: pipeline.generate (chunks pulled to the host, filtered, written as npz), then
+    train_offline with augment.path (loaded, normalised on the host, put on the device);
+  * composed: train_offline with augment.source=generator:WORKDIR (rounds on device every
+    `every` updates into a ring buffer), for both round placements (separate jitted round
+    between dispatches, and lax.cond inside the scan).
+Reported per arm: end-to-end wall seconds (compilation included), steady-state updates/s (a
+K-update dispatch timed after compilation; composed: with its round amortised), host transfer
+bytes per update (staged: the generated arrays fetched to the host and put back, from their
+sizes; composed: none in the steady state, which tests/test_composed_augment.py checks with
+transfer_guard('disallow')), and generation throughput in windows/s with denoiser evaluations
+per window: network calls (the official code's count: a guided call on the 2B batch is one call)
+and per-item passes (jaxaug's count, samplers.num_evaluations: a guided call is two passes).
+Without --generator a tiny GTA generator is trained first (its training time is not counted).
+Timings on a shared machine are only comparable within one run.
+"""
+
+import copy
+import dataclasses
+import os
+import tempfile
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from jaxaug import agents, bench, configs_io
+from jaxaug.augment import composed, gta, pipeline
+from jaxaug.data import loaders
+from jaxaug.diffusion import samplers
+from jaxaug.train import config_io, loop, offline
+from jaxaug.train import mesh as mesh_lib
+
+_GEN = flags.DEFINE_string("generator", "", "A trained GTA workdir; '' = train gta:tiny now.")
+_GEN_STEPS = flags.DEFINE_integer("gen_train_steps", 100, "Training steps of the tiny generator.")
+_SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 32, "Sampler steps of the tiny generator.")
+_NUM_STEPS = flags.DEFINE_integer("num_steps", 400, "TD3+BC updates per arm.")
+_K = flags.DEFINE_integer("updates_per_dispatch", 50, "Updates per dispatch.")
+_EVERY = flags.DEFINE_integer("every", 100, "Updates between composed generation rounds.")
+_ROUND = flags.DEFINE_integer("round_size", 64, "Windows per round / per staged chunk.")
+_BATCH = flags.DEFINE_integer("batch_size", 256, "TD3+BC batch size.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls for the steady-state figures.")
+_OUT = flags.DEFINE_string("out", "bench_augment.json", "JSON output path.")
+
+
+def _train_generator(workdir: str) -> str:
+  g = configs_io.load_config_file("gta:tiny")
+  g.num_steps = _GEN_STEPS.value
+  g.updates_per_dispatch = min(50, _GEN_STEPS.value)
+  g.checkpoint_every = _GEN_STEPS.value
+  g.log_every = g.updates_per_dispatch
+  g.sampler.num_steps = _SAMPLER_STEPS.value
+  pipeline.train_generator(g, workdir)
+  return workdir
+
+
+def _agent_config(gen_dir: str, rounds: int):
+  c = configs_io.load_config_file("td3bc:tiny")
+  c.num_steps = _NUM_STEPS.value
+  c.updates_per_dispatch = _K.value
+  c.log_every = _NUM_STEPS.value
+  c.eval_episodes = 0
+  c.checkpoint_every = 0
+  c.batch_size = _BATCH.value
+  g = config_io.load_config(gen_dir)
+  rows = _ROUND.value * (int(g.gta.horizon) - 1)
+  c.augment.source = f"generator:{gen_dir}"
+  c.augment.every = _EVERY.value
+  c.augment.round_size = _ROUND.value
+  # The buffer holds what the rounds make; no warm start: every round is one of the N.
+  c.augment.capacity = rows * rounds
+  c.augment.warm_start = False
+  return c, rows
+
+
+def _steady_state(c) -> dict:
+  """Seconds per K-update dispatch after compilation (composed: + its rounds amortised) and
+  seconds per generation round."""
+  ds = loaders.load_dataset(c.dataset)
+  _, spec = offline.resolve_env(c, ds)
+  mesh = mesh_lib.make_data_mesh()
+  data, sample_fn, _, _, comp = offline.prepare_run(c, ds, spec, mesh)
+  agent = agents.get_agent("td3bc")
+  init = lambda k: agent.init(k, spec, c.agent)
+  update = agent.update
+  before = None
+  if comp is not None:
+    init, update, before = comp.wrap_init(init), comp.wrap_update(update), comp.hooks.before_update
+  k_init, rng = loop.seed_keys(0, 1)
+  state = jax.jit(init)(k_init)
+  state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
+  k = int(c.updates_per_dispatch)
+  dispatch = loop.make_dispatch(update, sample_fn, int(c.batch_size), k, mesh,
+                                before_update=before)
+  carry = {"s": state, "r": rng, "step": 0}
+
+  def run():
+    if comp is not None:
+      carry["s"] = comp.hooks.between_dispatches(carry["s"], data, carry["step"])
+    carry["s"], carry["r"], m = dispatch(carry["s"], carry["r"], data)
+    carry["step"] += k
+    return m
+
+  # Time whole round periods (every / K dispatches) so that each measurement holds one round.
+  per = max(1, int(c.augment.every) // k) if comp is not None else 1
+  t = bench.time_fn(lambda: [run() for _ in range(per)], repeats=_REPEATS.value,
+                    warmup=per + 1) / per
+  out = {"dispatch_s": t, "updates_per_s": k / t}
+  if comp is not None:
+    s = comp.settings
+    rnd = jax.jit(lambda a, g: composed.generation_round(s, a, g))
+    aug = {"a": carry["s"].aug}
+    tr = bench.time_fn(lambda: aug.__setitem__("a", rnd(aug["a"], data["gen"])) or aug["a"],
+                       repeats=_REPEATS.value)
+    out.update(round_s=tr, windows_per_s=s.round_size / tr)
+  return out
+
+
+def main(argv):
+  del argv
+  tmp = tempfile.mkdtemp(prefix="bench_augment_")
+  gen_dir = _GEN.value or _train_generator(os.path.join(tmp, "gta"))
+  rounds = len(range(0, _NUM_STEPS.value, _EVERY.value))
+  c, rows = _agent_config(gen_dir, rounds)
+  n_gen = rows * rounds
+  g = config_io.load_config(gen_dir)
+  scfg = samplers.sampler_config(g)
+  mu, w = float(g.gta.noising_ratio), float(g.gta.guidance_scale)
+  steps = scfg.num_steps - samplers.partial_start_index(scfg.num_steps, mu)
+  evals = {"network_calls": 2 * steps - 1 if steps > 0 else 0,
+           "item_passes": samplers.num_evaluations(scfg, mu, w)}
+  print(f"N = {n_gen} generated transitions ({rounds} rounds x {rows}), {_NUM_STEPS.value} "
+        f"updates, batch {_BATCH.value}; denoiser evaluations per window: {evals}")
+  result = {"machine": bench.machine_info(), "loadavg": os.getloadavg(),
+            "generated_transitions": n_gen, "num_steps": _NUM_STEPS.value,
+            "evaluations_per_window": evals, "arms": {}}
+
+  # Staged: generate N on the host path, then train on real + generated.
+  gcfg = copy.deepcopy(g)
+  gcfg.num_transitions = n_gen
+  gcfg.windows_per_chunk = _ROUND.value
+  out_npz = os.path.join(tmp, "gen.npz")
+  t0 = time.perf_counter()
+  gen_ds = pipeline.generate(gcfg, gen_dir, out_npz, log=lambda *_: None)
+  t_gen = time.perf_counter() - t0
+  staged = copy.deepcopy(c)
+  staged.augment.source = ""
+  staged.augment.path = f"npz:{out_npz}"
+  staged.augment.mode = "concat"
+  t0 = time.perf_counter()
+  offline.train_offline(staged, None)
+  t_train = time.perf_counter() - t0
+  row_bytes = sum(getattr(gen_ds, f).itemsize * int(np.prod(getattr(gen_ds, f).shape[1:]))
+                  for f in ("observations", "actions", "rewards", "next_observations",
+                            "terminals", "timeouts"))
+  ss = _steady_state(staged)
+  # Steady-state staged chunk: generate on device and fetch the valid rows to the host.
+  ds = loaders.load_dataset(c.dataset)
+  gconfig, model, source, _ = composed.load_generator(c, ds)
+  gen = dataclasses.replace(gta.generation_config(gconfig), windows_per_chunk=_ROUND.value)
+  chunk_fn = gta.make_chunk_fn(model, source, gen, gta.window_probabilities(source, gconfig))
+  t_chunk = bench.time_fn(lambda: chunk_fn(jax.random.key(1)), repeats=_REPEATS.value)
+  result["arms"]["staged"] = {
+      "wall_s": t_gen + t_train, "generation_s": t_gen, "train_s": t_train,
+      "chunk_s": t_chunk, "windows_per_s": _ROUND.value / t_chunk,
+      # fetched to the host once, and put on the device again by the agent stage
+      "host_transfer_bytes_per_update": 2 * n_gen * row_bytes / _NUM_STEPS.value, **ss}
+  print("staged", result["arms"]["staged"])
+
+  for placement in ("dispatch", "scan"):
+    cc = copy.deepcopy(c)
+    cc.augment.round_placement = placement
+    t0 = time.perf_counter()
+    out = offline.train_offline(cc, None)
+    t = time.perf_counter() - t0
+    assert out["augment"]["generated_transitions"] == n_gen, out["augment"]
+    ss = _steady_state(cc)
+    result["arms"][f"composed_{placement}"] = {
+        "wall_s": t, "host_transfer_bytes_per_update": 0.0, **ss}
+    print(f"composed_{placement}", result["arms"][f"composed_{placement}"])
+  result["loadavg_end"] = os.getloadavg()
+  bench.write_json(_OUT.value, result)
+  print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
