@@ -4,6 +4,13 @@ r"""Offline RL training (TD3+BC, IQL, CQL, MCQ, DTQL) on a dataset, optionally a
   python experiments/train_offline.py --config=configs/iql.py:hopper-medium \
       --config.data_dir=/data/d4rl --workdir=runs/iql_hopper_medium
 
+Augmentation: `--config.augment.path=npz:FILE` trains on staged generated data (written by
+experiments/augment.py); `--config.augment.source=generator:GEN_WORKDIR` generates on the device
+inside this run with a trained GTA/SynthER generator (docs/augmentation.md), e.g.
+
+  python experiments/train_offline.py --config=configs/td3bc.py:tiny --workdir=/tmp/td3bc_gta \
+      --config.augment.source=generator:/tmp/gta --config.augment.every=500
+
 Re-running with the same --workdir resumes from the latest checkpoint (pass --noresume to
 refuse to touch an existing run).
 """
