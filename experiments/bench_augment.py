@@ -48,6 +48,13 @@ _ROUND = flags.DEFINE_integer("round_size", 64, "Windows per round / per staged 
 _BATCH = flags.DEFINE_integer("batch_size", 256, "TD3+BC batch size.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls for the steady-state figures.")
 _OUT = flags.DEFINE_string("out", "bench_augment.json", "JSON output path.")
+# Score comparison (optional): real only vs staged (N generated once) vs composed (a buffer of
+# N / 4 refreshed so that the run generates N in total), num_seeds seeds in one vmapped program.
+_SCORE_SEEDS = flags.DEFINE_integer("score_seeds", 0, "Seeds of the score comparison; 0 = skip.")
+_SCORE_STEPS = flags.DEFINE_integer("score_steps", 2000, "Updates per arm (score comparison).")
+_SCORE_N = flags.DEFINE_integer("score_generated", 20_000, "Generated transitions per arm.")
+_SCORE_EPISODES = flags.DEFINE_integer("score_eval_episodes", 10, "Evaluation episodes per seed.")
+_SKIP_TIMING = flags.DEFINE_bool("skip_timing", False, "Only the score comparison.")
 
 
 def _train_generator(workdir: str) -> str:
@@ -123,10 +130,56 @@ def _steady_state(c) -> dict:
   return out
 
 
+def _scores(gen_dir: str, tmp: str) -> dict:
+  """Final normalised scores of TD3+BC: real only, staged GTA, composed GTA (refreshed)."""
+  g = config_io.load_config(gen_dir)
+  rows = _ROUND.value * (int(g.gta.horizon) - 1)
+  n, steps, k = _SCORE_N.value, _SCORE_STEPS.value, _K.value
+  c = configs_io.load_config_file("td3bc:tiny")
+  c.num_steps, c.updates_per_dispatch, c.log_every = steps, k, steps
+  c.eval_every, c.eval_episodes, c.checkpoint_every = 0, _SCORE_EPISODES.value, 0
+  c.batch_size, c.num_seeds = _BATCH.value, _SCORE_SEEDS.value
+  arms = {}
+  cfgs = {"real": copy.deepcopy(c)}
+  gcfg = copy.deepcopy(g)
+  gcfg.num_transitions, gcfg.windows_per_chunk = n, _ROUND.value
+  out_npz = os.path.join(tmp, "score_gen.npz")
+  pipeline.generate(gcfg, gen_dir, out_npz, log=lambda *_: None)
+  st = copy.deepcopy(c)
+  st.augment.path, st.augment.mode = f"npz:{out_npz}", "concat"
+  cfgs["staged"] = st
+  co = copy.deepcopy(c)
+  cap = max(rows, (n // 4) // rows * rows)
+  refresh_rounds = max(1, (n - cap) // rows)
+  every = max(k, steps // (refresh_rounds + 1) // k * k)
+  co.augment.source, co.augment.mode = f"generator:{gen_dir}", "concat"
+  co.augment.capacity, co.augment.round_size, co.augment.every = cap, _ROUND.value, every
+  cfgs["composed"] = co
+  for name, cc in cfgs.items():
+    t0 = time.perf_counter()
+    out = offline.train_offline(cc, None)
+    seeds = [out[f"eval/normalized_score_seed{i}"] for i in range(cc.num_seeds)] \
+        if cc.num_seeds > 1 else [out["eval/normalized_score"]]
+    arms[name] = {"score_mean": float(np.mean(seeds)), "score_std": float(np.std(seeds)),
+                  "seeds": [float(x) for x in seeds], "wall_s": time.perf_counter() - t0,
+                  "generated": out.get("augment", {}).get("generated_transitions",
+                                                          0 if name == "real" else n)}
+    if name == "composed":
+      arms[name].update(capacity=cap, every=every)
+    print(name, arms[name])
+  return arms
+
+
 def main(argv):
   del argv
   tmp = tempfile.mkdtemp(prefix="bench_augment_")
   gen_dir = _GEN.value or _train_generator(os.path.join(tmp, "gta"))
+  if _SKIP_TIMING.value:
+    result = {"machine": bench.machine_info(), "loadavg": os.getloadavg(),
+              "scores": _scores(gen_dir, tmp), "loadavg_end": os.getloadavg()}
+    bench.write_json(_OUT.value, result)
+    print(f"wrote {_OUT.value}")
+    return
   rounds = len(range(0, _NUM_STEPS.value, _EVERY.value))
   c, rows = _agent_config(gen_dir, rounds)
   n_gen = rows * rounds
@@ -185,6 +238,8 @@ def main(argv):
     result["arms"][f"composed_{placement}"] = {
         "wall_s": t, "host_transfer_bytes_per_update": 0.0, **ss}
     print(f"composed_{placement}", result["arms"][f"composed_{placement}"])
+  if _SCORE_SEEDS.value:
+    result["scores"] = _scores(gen_dir, tmp)
   result["loadavg_end"] = os.getloadavg()
   bench.write_json(_OUT.value, result)
   print(f"wrote {_OUT.value}")
