@@ -51,6 +51,8 @@ def main(argv):
   selected = list(_JOBS.value)
   for name in list(selected):  # prerequisites first (augment needs the trained generator)
     for req in jobs[name].requires:
+      if req in selected and selected.index(req) > selected.index(name):
+        selected.remove(req)  # listed, but after the job that needs it: move it before
       if req not in selected:
         selected.insert(selected.index(name), req)
   results: list[kh.KillResult] = []
