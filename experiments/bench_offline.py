@@ -33,6 +33,28 @@ def make_data(n=100_000, obs_dim=17, act_dim=6):
                      np.zeros(n, np.float32))
 
 
+def make_update_call(agent_name, spec, data, batch_size, k, num_seeds=1, config=None):
+  """A zero-argument call running one jitted dispatch of K updates (each seed's state carried
+  between calls), and XLA's FLOPs per update (per dispatch / K; 0 if unavailable)."""
+  agent = agents.get_agent(agent_name)
+  cfg = config if config is not None else agent.get_config()
+  init_keys, rng = seed_keys(0, num_seeds)
+  init = seed_init(lambda kk: agent.init(kk, spec, cfg), num_seeds)
+  state = jax.jit(init)(init_keys)
+  dispatch = make_dispatch(agent.update, sample_transitions, batch_size, k, None, num_seeds)
+  # XLA's cost analysis counts a scan body once whatever its length: count one update with a
+  # K=1 dispatch.
+  one = make_dispatch(agent.update, sample_transitions, batch_size, 1, None, num_seeds)
+  flops = bench.compiled_flops(one, state, rng, data)
+  carry = {"s": state, "r": rng}
+
+  def run():
+    carry["s"], carry["r"], m = dispatch(carry["s"], carry["r"], data)
+    return m
+
+  return run, flops
+
+
 def main(argv):
   del argv
   peak = bench.peak_matmul_flops()
@@ -41,23 +63,9 @@ def main(argv):
   spec = EnvSpec(17, 6)
   rows = []
   for name in _AGENTS.value:
-    agent = agents.get_agent(name)
-    cfg = agent.get_config()
     for ns in map(int, _SEEDS.value):
-      init_keys, rng = seed_keys(0, ns)
-      init = seed_init(lambda k: agent.init(k, spec, cfg), ns)
-      state = jax.jit(init)(init_keys)
-      dispatch = make_dispatch(agent.update, sample_transitions, _BATCH.value, _K.value, None, ns)
-      # XLA's cost analysis counts a scan body once whatever its length: count one update
-      # with a K=1 dispatch.
-      one = make_dispatch(agent.update, sample_transitions, _BATCH.value, 1, None, ns)
-      flops = bench.compiled_flops(one, state, rng, data) * _K.value
-      carry = {"s": state, "r": rng}
-
-      def run():
-        carry["s"], carry["r"], m = dispatch(carry["s"], carry["r"], data)
-        return m
-
+      run, flops = make_update_call(name, spec, data, _BATCH.value, _K.value, ns)
+      flops *= _K.value
       t = bench.time_fn(run, repeats=_REPEATS.value, warmup=2)
       per_update = t / _K.value
       row = {"agent": name, "num_seeds": ns, "batch_size": _BATCH.value,

@@ -206,12 +206,18 @@ def ema_decay_at(step: jax.Array, hp: DiffusionHparams) -> jax.Array:
 
 
 def ema_update(ema_params: Any, params: Any, step: jax.Array, hp: DiffusionHparams) -> Any:
-  """The EMA after optimiser step `step` (1-based, already counted), for new `params`."""
+  """The EMA after optimiser step `step` (1-based, already counted), for new `params`.
+
+  Steps on which the EMA does not move (9 in 10 with ema_every = 10) skip the blend under a
+  `lax.cond` instead of computing it and selecting the old value (tests/test_perf_parity.py)."""
   if not hp.ema_warmup:
     # Plain EMA every ema_every steps (steps ema_every, 2 ema_every, ...).
     do_ema = (step % hp.ema_every) == 0
+    # The blend as before the lax.cond (float32 decay, 1 - decay); equal to it within 2 ulp
+    # (XLA may contract it into FMAs differently inside the branch).
     decay = jnp.where(do_ema, hp.ema_decay, 1.0)
-    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+    blend = lambda e, p, d: jax.tree.map(lambda a, b: d * a + (1.0 - d) * b, e, p)
+    return jax.lax.cond(do_ema, blend, lambda e, p, d: e, ema_params, params, decay)
   # ema-pytorch: update() runs after every optimiser step and acts when its pre-increment counter
   # (step - 1) is a multiple of update_every: steps 1, 11, 21, ... It copies the model while that
   # counter is <= update_after_step and once more on the first update past it (its `initted`
@@ -219,10 +225,13 @@ def ema_update(ema_params: Any, params: Any, step: jax.Array, hp: DiffusionHpara
   before = step - 1
   do_ema = (before % hp.ema_every) == 0
   last_copy = (hp.ema_update_after_step // hp.ema_every + 1) * hp.ema_every
-  copy = do_ema & (before <= last_copy)
-  w = jnp.where(do_ema, 1.0 - ema_decay_at(step, hp), 0.0)
-  return jax.tree.map(
-      lambda e, p: jnp.where(copy, p, e + w.astype(e.dtype) * (p - e)), ema_params, params)
+  copy = before <= last_copy
+  w = 1.0 - ema_decay_at(step, hp)
+
+  def blend(e, p):
+    return jax.tree.map(lambda a, b: jnp.where(copy, b, a + w.astype(a.dtype) * (b - a)), e, p)
+
+  return jax.lax.cond(do_ema, blend, lambda e, p: e, ema_params, params)
 
 
 def update(state: DiffusionState, batch: dict, key: jax.Array):

@@ -7,8 +7,11 @@ whole (num_episodes, obs_dim) batch every step, so a jitted policy compiles once
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxaug.envs.registry import episode_scores, make_vector_env, resolve_env_id
@@ -20,9 +23,10 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
 
   Args:
     policy_fn: maps a float32 (num_episodes, obs_dim) batch to actions (num_episodes, act_dim).
-      Pass a function that calls a jitted function (e.g. `lambda o: act(state, o)` with a
-      module-level `jax.jit`ted `act`); wrapping a fresh closure in `jax.jit` on every call
-      would recompile every evaluation.
+      `make_policy(agent.act, state, key)` builds one for any agent (one small jitted call per
+      step); otherwise pass a function that calls a jitted function (e.g. `lambda o: act(state,
+      o)` with a module-level `jax.jit`ted `act`); wrapping a fresh closure in `jax.jit` on
+      every call would recompile every evaluation.
     env_id: any name `resolve_env_id` accepts.
     num_episodes: number of sub-environments = episodes.
     seed: sub-env i is reset with seed + i.
@@ -73,3 +77,63 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
       "num_episodes": int(num_episodes),
       "success_rate": float(success.mean()),
   }
+
+
+def _used_leaf_indices(act_fn, treedef, leaves, obs, key, deterministic) -> tuple[int, ...]:
+  """Indices of the state leaves `act_fn` reads (traced once; an optimiser state is unused)."""
+  def f(lv, o, k):
+    return act_fn(jax.tree.unflatten(treedef, lv), o, k, deterministic)
+
+  jaxpr = jax.make_jaxpr(f)(leaves, obs, key).jaxpr
+  read = {id(v) for eqn in jaxpr.eqns for v in eqn.invars if not hasattr(v, "val")}
+  read |= {id(v) for v in jaxpr.outvars if not hasattr(v, "val")}
+  return tuple(i for i, v in enumerate(jaxpr.invars[:len(leaves)]) if id(v) in read)
+
+
+@functools.lru_cache(maxsize=64)
+def _pruned_act(act_fn, treedef, used, unused_avals, deterministic):
+  """jit of (used leaves, obs, key, step) -> act_fn(state, obs, fold_in(key, step))."""
+  n = len(used) + len(unused_avals)
+
+  @jax.jit
+  def fn(used_leaves, obs, key, step):
+    full = [None] * n
+    for i, leaf in zip(used, used_leaves):
+      full[i] = leaf
+    rest = iter(unused_avals)
+    for i in range(n):
+      if full[i] is None:  # never read by act_fn: a placeholder XLA drops
+        shape, dtype = next(rest)
+        full[i] = jnp.zeros(shape, dtype)
+    state = jax.tree.unflatten(treedef, full)
+    return act_fn(state, obs, jax.random.fold_in(key, step), deterministic)
+
+  return fn
+
+
+def make_policy(act_fn: Callable, state: Any, key: jax.Array, deterministic: bool = True
+                ) -> Callable[[Any], Any]:
+  """A `policy_fn` for `evaluate` from an agent's `act(state, obs, key, deterministic)`.
+
+  Call t (1, 2, ...) returns act(state, obs, fold_in(key, t), deterministic), computed as ONE
+  jitted call that receives only the leaves of `state` act reads (found by tracing once) and
+  folds the key in inside the jit. Passing a whole training state (optimiser moments, target
+  networks: ~160 leaves for DTQL) and an eager `fold_in` per environment step cost more than the
+  policy itself at small batches (docs/performance.md). The compiled function is cached per
+  (act_fn, state structure, deterministic), so evaluating a later state does not recompile.
+  """
+  leaves, treedef = jax.tree.flatten(state)
+  holder: dict[str, Any] = {"t": 0}
+
+  def policy(obs):
+    obs = jnp.asarray(obs, jnp.float32)
+    if "fn" not in holder:
+      used = _used_leaf_indices(act_fn, treedef, leaves, obs, key, deterministic)
+      unused = tuple((tuple(np.shape(x)), jnp.result_type(x)) for i, x in enumerate(leaves)
+                     if i not in used)
+      holder["fn"] = _pruned_act(act_fn, treedef, used, unused, deterministic)
+      holder["args"] = [leaves[i] for i in used]
+    holder["t"] += 1
+    return holder["fn"](holder["args"], obs, key, holder["t"])
+
+  return policy
