@@ -17,8 +17,9 @@ Presets:
 
 Paper presets reproduce the official code, quirks included. DTQL trains on raw observations
 (no state normalisation) and, on AntMaze, on r - 1. AntMaze, Adroit (pen) and FrankaKitchen
-environments are not in jaxaug yet: those presets train (set --config.eval_episodes=0) but
-cannot evaluate.
+presets evaluate in jaxaug's D4RL-layout environments (the optional `suites` extra,
+docs/suites.md): AntMaze scores success x 100, Kitchen tasks completed / 4 x 100, pen the D4RL
+normalised return.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ def get_config(arg: str = "gym") -> ml_collections.ConfigDict:
     domain = base.split("-")[0]
     name = d4rl_name(base)
     c.dataset = "d4rl:" + c.get_ref("data_dir") + f"/{name}.hdf5"
-    # Locomotion evaluates in jaxaug's v5 environments; the other ids name the D4RL task (their
-    # environment suites are not in jaxaug yet, so train_offline refuses to evaluate them).
+    # Locomotion evaluates in jaxaug's v5 environments; the other ids name the D4RL task, which
+    # resolves to jaxaug's D4RL-layout suite environment (jaxaug/envs/suites).
     c.env_id = LOCOMOTION_ENVS.get(domain, name)
     c.agent.lr = lr
     c.agent.trust_region_weight = alpha

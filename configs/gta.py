@@ -16,8 +16,11 @@ Presets:
     transitions in chunks of 1000 windows. `tiny` uses the same method settings.
   * `<dataset>`: the paper's per-dataset settings on `d4rl:<data_dir>/<dataset>-v2.hdf5`
     (maze2d: -v1) for the 9 locomotion datasets (halfcheetah/hopper/walker2d x medium,
-    medium-replay, medium-expert), maze2d-{umaze,medium,large} and
-    antmaze-{umaze,umaze-diverse,medium-play,medium-diverse,large-play,large-diverse}.
+    medium-replay, medium-expert), maze2d-{umaze,medium,large},
+    antmaze-{umaze,umaze-diverse,medium-play,medium-diverse,large-play,large-diverse},
+    pen-human, door-human (Adroit) and kitchen-{complete,partial,mixed} (FrankaKitchen, -v0).
+    GTA trains IQL on the augmented maze, Adroit and Kitchen data (configs/iql.py has their
+    presets); the environments are jaxaug's D4RL-layout suites (docs/suites.md).
   * `<dataset>+fixes`: the same with jaxaug's fixes of the official code switched on (FIXES).
 
 Every default of a paper preset is the official code's behaviour where it ran; the switches and
@@ -39,7 +42,14 @@ LOCOMOTION = tuple(f"{env}-{q}" for env in ("halfcheetah", "hopper", "walker2d")
 MAZE2D = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
 ANTMAZE = ("antmaze-umaze", "antmaze-umaze-diverse", "antmaze-medium-play",
            "antmaze-medium-diverse", "antmaze-large-play", "antmaze-large-diverse")
-DATASETS = LOCOMOTION + MAZE2D + ANTMAZE
+ADROIT = ("pen-human", "door-human")
+KITCHEN = ("kitchen-complete", "kitchen-partial", "kitchen-mixed")
+DATASETS = LOCOMOTION + MAZE2D + ANTMAZE + ADROIT + KITCHEN
+# D4RL file version per domain (GTA App. C.3: v2 locomotion/AntMaze, v1 Maze2D, v0 Adroit and
+# Kitchen). Adroit reads v1 here: jaxaug's Adroit environments and the other methods' presets
+# use v1, the layout is the same (pen 45, door 39 dims); --config.dataset=d4rl:DIR/pen-human-
+# v0.hdf5 reads the paper's v0 file.
+VERSIONS = {"maze2d": "v1", "kitchen": "v0", "pen": "v1", "door": "v1"}
 
 # Paper Table 9: return-bin reweighting of the source windows (bins; None = off).
 REWEIGHT_BINS = {
@@ -67,7 +77,7 @@ PRESETS = ("tiny", "paper") + DATASETS + tuple(f"{d}+fixes" for d in DATASETS)
 
 def _dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
   """The paper's settings for one D4RL dataset (GTA Tables 7-9, App. B-C)."""
-  version = "v1" if name.startswith("maze2d") else "v2"  # GTA App. C.3
+  version = VERSIONS.get(name.split("-")[0], "v2")
   c.dataset = "d4rl:" + c.get_ref("data_dir") + f"/{name}-{version}.hdf5"
   g = c.gta
   if name in LOCOMOTION:
@@ -78,6 +88,23 @@ def _dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
     bins = REWEIGHT_BINS[name]
     g.reweight = "none" if bins is None else "return_bins"
     g.reweight_bins = bins or 50
+    return
+  if name in ADROIT:
+    # Table 8: alpha {1.1, 1.3}, mu {0.1, 0.25}, no reweighting; the paper does not give the
+    # per-dataset pick: alpha 1.3 as everywhere else, mu 0.1 (the small human datasets).
+    # The -100 terminal penalty stays (the official code skips it only for 'maze' names).
+    g.noising_ratio = 0.1
+    g.return_multiplier = 1.3
+    g.reweight = "none"
+    return
+  if name in KITCHEN:
+    # Table 8: alpha {1.1, 1.3, 1.5}, mu {0.1, 0.25, 0.5}, success-episode reweighting
+    # (weight 10); picks: alpha 1.3, mu 0.25 (the middle). The official code keeps the -100
+    # penalty on Kitchen's terminals (all tasks done), as for any name without 'maze'.
+    g.noising_ratio = 0.25
+    g.return_multiplier = 1.3
+    g.reweight = "success_episodes"
+    g.success_weight = 10.0
     return
   # Maze datasets: a terminal means success, so no -100 penalty (the official code skips it for
   # any dataset whose name contains 'maze'), and episodes are reweighted by success.

@@ -10,8 +10,8 @@ CORL's 15 locomotion yamls (`configs/offline/td3_bc/<env>/<dataset>_v2.yaml`) al
 settings (alpha 2.5, state normalisation, raw rewards, batch 256, 1M steps, policy noise 0.2,
 noise clip 0.5, policy delay 2), which are the agent's defaults, so the dataset presets differ
 only in their data file and environment. CORL's 6 AntMaze yamls differ only in rewards (r - 1)
-and 100 evaluation episodes (jaxaug has no AntMaze environment yet: those presets train, and
-evaluation needs --config.eval_episodes=0 until it has). See docs/methods/td3bc.md.
+and 100 evaluation episodes; they evaluate in jaxaug's D4RL-layout AntMaze (the `suites` extra,
+docs/suites.md). See docs/methods/td3bc.md.
 """
 
 from jaxaug.agents import presets, td3bc

@@ -26,9 +26,8 @@ from jaxaug.train.config import offline_base_config
 LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5",
                    "walker2d": "Walker2d-v5"}
 D4RL_QUALITIES = ("random", "medium", "medium-replay", "medium-expert", "expert")
-# D4RL AntMaze v2 datasets. jaxaug has no AntMaze environment yet: these presets train, and
-# train_offline refuses to evaluate them with an error naming the missing suite
-# (--config.eval_episodes=0 trains without evaluation).
+# D4RL AntMaze v2 datasets; they evaluate in jaxaug's D4RL-layout AntMaze (jaxaug/envs/suites,
+# the optional `suites` extra; docs/suites.md).
 ANTMAZE_DATASETS = ("antmaze-umaze", "antmaze-umaze-diverse", "antmaze-medium-play",
                     "antmaze-medium-diverse", "antmaze-large-play", "antmaze-large-diverse")
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".d4rl", "datasets")
@@ -112,7 +111,7 @@ def offline_config(agent_name: str, agent_config: ml_collections.ConfigDict, arg
     c.batch_size = 256
     c.eval_every = 5000
     if env_name == "antmaze":
-      c.env_id = f"{preset}-v2"  # the D4RL task; its environment suite is not in jaxaug yet
+      c.env_id = f"{preset}-v2"  # the D4RL task -> jaxaug's AntMaze (jaxaug/envs/suites)
       c.eval_episodes = 100
       c.reward_normalization = "antmaze"  # r - 1 (IQL, CORL, OfflineRL-Kit)
     else:

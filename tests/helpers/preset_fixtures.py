@@ -53,6 +53,7 @@ SUITES: dict[str, Suite] = {
         "umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play",
         "large-diverse")),
     "pen": Suite(45, 24, 1, False, 30, 30, qualities=("human", "cloned", "expert")),
+    "door": Suite(39, 28, 1, False, 30, 30, qualities=("human", "cloned", "expert")),
     "kitchen": Suite(60, 9, 0, False, 30, 29, qualities=("complete", "partial", "mixed")),
     "maze2d": Suite(4, 2, 1, False, 2, 2, goal=True, qualities=("umaze", "medium", "large")),
 }
