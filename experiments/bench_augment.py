@@ -149,9 +149,11 @@ def _scores(gen_dir: str, tmp: str) -> dict:
   st.augment.path, st.augment.mode = f"npz:{out_npz}", "concat"
   cfgs["staged"] = st
   co = copy.deepcopy(c)
-  cap = max(rows, (n // 4) // rows * rows)
-  refresh_rounds = max(1, (n - cap) // rows)
-  every = max(k, steps // (refresh_rounds + 1) // k * k)
+  # About 3/4 of N from refresh rounds (every a multiple of K), the rest from the warm fill.
+  refresh = max(1, (3 * n // 4) // rows)
+  every = max(k, steps // (refresh + 1) // k * k)
+  rounds = len(range(every, steps, every))
+  cap = max(rows, (n - rounds * rows) // rows * rows)
   co.augment.source, co.augment.mode = f"generator:{gen_dir}", "concat"
   co.augment.capacity, co.augment.round_size, co.augment.every = cap, _ROUND.value, every
   cfgs["composed"] = co
@@ -226,6 +228,7 @@ def main(argv):
       # fetched to the host once, and put on the device again by the agent stage
       "host_transfer_bytes_per_update": 2 * n_gen * row_bytes / _NUM_STEPS.value, **ss}
   print("staged", result["arms"]["staged"])
+  bench.write_json(_OUT.value, result)
 
   for placement in ("dispatch", "scan"):
     cc = copy.deepcopy(c)
@@ -238,6 +241,7 @@ def main(argv):
     result["arms"][f"composed_{placement}"] = {
         "wall_s": t, "host_transfer_bytes_per_update": 0.0, **ss}
     print(f"composed_{placement}", result["arms"][f"composed_{placement}"])
+    bench.write_json(_OUT.value, result)  # partial results survive a timeout
   if _SCORE_SEEDS.value:
     result["scores"] = _scores(gen_dir, tmp)
   result["loadavg_end"] = os.getloadavg()
