@@ -358,3 +358,25 @@ def test_file_with_another_layout_is_refused_naming_both(robotics, tmp_path):
   c.data_dir = str(tmp_path)
   with pytest.raises(ValueError, match=r"31 dims.*torso x, y.*qpos\[2:15\].*qvel\[0:14\]"):
     train_offline(c, None)
+
+
+def test_build_dataset_cli_writes_a_suite_file(robotics, tmp_path):
+  """experiments/build_dataset.py --env=<suite dataset> writes OUT/<name>.hdf5 (the name the
+  presets read under --config.data_dir), random policy by default for Adroit."""
+  import json
+  import subprocess
+  import sys
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "build_dataset.py"),
+                        "--env=pen-human-v1", "--size=120", f"--out={tmp_path}"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert out.returncode == 0, out.stderr[-2000:]
+  stats = json.loads(out.stdout[out.stdout.index("{"):])
+  assert stats["path"] == str(tmp_path / "pen-human-v1.hdf5") and stats["transitions"] == 120
+  from jaxaug.data import loaders
+  ds = loaders.load_dataset(f"d4rl:{stats['path']}", env_spec=envs.env_spec("pen-human-v1"))
+  assert ds.metadata["policy"] == "random" and len(ds) == 120
+  bad = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "build_dataset.py"),
+                        "--env=pen-human-v1", "--suite_policy=scripted", "--size=10",
+                        f"--out={tmp_path}"], capture_output=True, text=True, timeout=600,
+                       cwd=ROOT)
+  assert bad.returncode != 0 and "use --suite_policy=random" in bad.stderr
