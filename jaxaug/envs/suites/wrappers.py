@@ -185,11 +185,16 @@ def _kitchen(spec: SuiteEnv, **kwargs):
   return KitchenD4RL(env, spec)
 
 
-def _flat_env(spec: SuiteEnv, env):
+def _flat_env(spec: SuiteEnv, env, before_reset=None):
+  """Flat float32 observations; `before_reset(rng)` runs first on every reset, with a generator
+  seeded by the reset seed."""
 
   class FlatFloat32(_base_wrapper()):
 
     def reset(self, *, seed=None, options=None):
+      self._seed(seed)
+      if before_reset is not None:
+        before_reset(self._rng)
       o, info = self.env.reset(seed=seed, options=options)
       return np.asarray(o, np.float32), info
 
@@ -209,13 +214,31 @@ def _adroit(spec: SuiteEnv, **kwargs):
                                   **kwargs))
 
 
+# MT1's 50 goal variations are drawn from this seed, so every env of a task has the same 50.
+METAWORLD_BENCHMARK_SEED = 0
+
+
 def _metaworld(spec: SuiteEnv, seed=None, **kwargs):
+  """Meta-World MT1 for one task. metaworld draws the 50 goal variations from the benchmark
+  seed (random when None) and picks one per reset from the env's generator *before* the reset
+  seeds it, so episodes would not follow reset(seed). Here the variations come from a fixed
+  seed and reset(seed) picks one with a generator seeded by that seed: an episode depends on
+  (task, seed) alone, as in the other suites."""
   import gymnasium as gym
   compat.require("metaworld")
+  from metaworld.wrappers import RandomTaskSelectWrapper
   from jaxaug.envs.suites.specs import metaworld_task
   env = gym.make("Meta-World/MT1", env_name=f"{metaworld_task(spec.env_id)}-v3",
-                 seed=None if seed is None else int(seed), **kwargs)
-  return _flat_env(spec, env)
+                 seed=METAWORLD_BENCHMARK_SEED, **kwargs)
+  selector = env
+  while not isinstance(selector, RandomTaskSelectWrapper):
+    selector = selector.env
+  selector.toggle_sample_tasks_on_reset(False)
+
+  def pick_task(rng):
+    selector.unwrapped.set_task(selector.tasks[int(rng.integers(len(selector.tasks)))])
+
+  return _flat_env(spec, env, before_reset=pick_task)
 
 
 _FACTORIES = {"antmaze": _antmaze, "maze2d": _maze2d, "kitchen": _kitchen, "adroit": _adroit}
