@@ -290,6 +290,21 @@ def test_metaworld_scripted_expert_succeeds_in_evaluation(metaworld_pkg):
   assert res["length_mean"] == 500  # Meta-World episodes run to the time limit
 
 
+@pytest.mark.parametrize("name", ["antmaze-medium-play-v2", "maze2d-large-v1", "kitchen-mixed-v0",
+                                  "pen-human-v1", "relocate-human-v1"])
+def test_episodes_depend_on_the_reset_seed_alone(robotics, name):
+  def run(seed):
+    env = envs.make_env(name)
+    first = env.reset(seed=seed)[0]
+    for _ in range(3):
+      last = env.step(np.full(env.action_space.shape, 0.1))[0]
+    return np.concatenate([first, last])
+
+  a, b, c = run(4), run(4), run(5)
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a - c).max() > 1e-4
+
+
 def test_metaworld_episode_depends_on_the_reset_seed_alone(metaworld_pkg):
   """metaworld alone draws its goal variations from unseeded generators; jaxaug's env picks the
   variation from the reset seed, so two fresh envs agree and another seed differs."""
