@@ -39,6 +39,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from jaxaug.augment import gta, synther
 from jaxaug.data import replay
@@ -380,6 +381,10 @@ def build(config, ds: OfflineDataset, real: Transitions, obs_stats, reward_tf, m
                      "on a staged generated file, source generates inside the run; set one")
   gconfig, model, source, step = load_generator(config, ds)
   s = settings_from_config(config, gconfig)
+  if s.placement == "scan" and num_seeds > 1:
+    logging.warning("augment.round_placement='scan' with num_seeds=%d: under vmap the round's "
+                    "lax.cond becomes a select and generates on every update; "
+                    "round_placement='dispatch' avoids that", num_seeds)
   log_probs = None
   if s.method == "gta":
     probs = gta.window_probabilities(source, gconfig)
