@@ -93,8 +93,7 @@ def _write_cases():
 
   def add_one_seq():
     buf = replay.init_buffer(2, 1, 5)
-    from jaxaug.train import online
-    add = jax.jit(online.add_one, donate_argnums=0)
+    add = jax.jit(replay.add, donate_argnums=0)  # the online loop's per-env-step write
     for i in range(1, 14):
       buf = add(buf, rows(i, 1))
     return buf
@@ -160,6 +159,56 @@ def outputs():
 @pytest.mark.parametrize("name", sorted(GOLDEN))
 def test_same_rows_as_before_the_merge(outputs, name):
   assert outputs[name] == GOLDEN[name], name
+
+
+def test_the_one_sampler_called_directly_gives_the_golden_rows():
+  """The same cases through replay's API alone (what the former copies now call)."""
+  k = jax.random.key
+  utd = jax.jit(replay.sample_mixed_utd, static_argnums=(1, 3, 4))
+  blend = replay.Blend(REAL, SYN, 0.4)
+  cases = {
+      "rlpd_symmetric_utd": utd([OFFLINE, REAL], (0.5, 0.5), k(4), B, UTD),
+      "offline_mixer": utd([OFFLINE, REAL], (0.5, 0.5), k(5), B, UTD),
+      "offline_mixer_quarter": utd([OFFLINE, REAL], (0.25, 0.75), k(6), B, UTD),
+      "atradiff_modified": jax.jit(lambda kk: replay.sample_mixed_utd(
+          [OFFLINE, blend], (0.5, 0.5), kk, B, UTD))(k(9)),
+      # a zero share: no offline data at all, the key slot is still the second one
+      "atradiff_modified_no_offline": jax.jit(lambda kk: replay.sample_mixed_n(
+          [None, replay.Blend(REAL, SYN, 0.6)], (0.0, 1.0), kk, B * UTD, B))(k(10)),
+      "atradiff_sample": jax.jit(lambda kk: replay.sample_blend(REAL, SYN, kk, 12, 0.5)[0])(
+          k(7)),
+  }
+  for name, batch in cases.items():
+    assert ids_of(batch) == GOLDEN[name], name
+  buf = replay.init_buffer(2, 1, 7)
+  add = jax.jit(replay.add_masked)
+  start = 1
+  for m in ([1, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 1, 0, 1, 1, 0],
+            [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1]):
+    buf = add(buf, rows(start, len(m)), jnp.asarray(m, bool))
+    start += len(m)
+  assert ids_of(buf.data) + [int(buf.size), int(buf.ptr)] == GOLDEN["add_masked"]
+
+
+def test_one_row_write_is_an_in_place_slice_update():
+  """The online loop's per-step write must stay O(1): no scatter over the ring."""
+  buf = replay.init_buffer(2, 1, 1000)
+  one = str(jax.make_jaxpr(replay.add)(buf, rows(1, 1)))
+  assert "dynamic_update_slice" in one and "scatter" not in one
+  assert "scatter" in str(jax.make_jaxpr(replay.add)(buf, rows(1, 2)))
+
+
+def test_mixed_sampler_errors_name_the_problem():
+  with pytest.raises(ValueError, match="non-zero share must be a ReplayBuffer"):
+    replay.sample_mixed([None, REAL], (0.5, 0.5), jax.random.key(0), 4)
+  with pytest.raises(ValueError, match="not a multiple of batch_size 8"):
+    replay.sample_mixed_n([OFFLINE, REAL], (0.5, 0.5), jax.random.key(0), 20, 8)
+  with pytest.raises(ValueError, match="utd_ratio must be >= 1"):
+    replay.sample_mixed_utd([OFFLINE, REAL], (0.5, 0.5), jax.random.key(0), 8, 0)
+  with pytest.raises(ValueError, match=r"mask has shape \(3,\), expected \(4,\)"):
+    replay.add_masked(REAL, rows(1, 4), jnp.ones(3, bool))
+  with pytest.raises(ValueError, match="offline_ratio > 0 needs aux"):
+    aonline.make_modified_sample_fn(0.5, 0.5, B)(REAL, jax.random.key(0), B, {"synthetic": SYN})
 
 
 if __name__ == "__main__":

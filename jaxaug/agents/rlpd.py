@@ -92,7 +92,8 @@ def sample_symmetric_utd(offline, online, key: jax.Array, batch_size: int, utd_r
   This is what `update_utd` expects (it slices consecutive minibatches): every critic step sees
   the exact offline share, not just the whole stacked batch.
   """
-  keys = jax.random.split(key, utd_ratio)
-  parts = jax.vmap(lambda k: sample_symmetric(offline, online, k, batch_size, offline_ratio))(
-      keys)
-  return jax.tree.map(lambda x: x.reshape((utd_ratio * batch_size,) + x.shape[2:]), parts)
+  if not 0.0 <= offline_ratio <= 1.0:
+    raise ValueError(f"rlpd.sample_symmetric_utd: offline_ratio must be in [0, 1], got "
+                     f"{offline_ratio}")
+  return replay.sample_mixed_utd([offline, online], [offline_ratio, 1.0 - offline_ratio], key,
+                                 batch_size, utd_ratio)

@@ -18,12 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from jaxaug.data import replay
-from jaxaug.data.dataset import Transitions, sample_transitions
+from jaxaug.data.dataset import Transitions
 from jaxaug.data.loaders import load_dataset
 from jaxaug.types import EnvSpec
 
@@ -33,7 +29,7 @@ class OfflineMixer:
 
   def __init__(self, offline: Transitions, offline_ratio: float, batch_size: int):
     self.offline = offline
-    self.n_off = replay.mixed_counts([offline_ratio, 1.0 - offline_ratio], batch_size)[0]
+    self.ratios = (offline_ratio, 1.0 - offline_ratio)
     self.batch_size = batch_size
 
   @property
@@ -41,19 +37,7 @@ class OfflineMixer:
     return {"offline": self.offline}
 
   def sample_fn(self, buf, key, n, aux):
-    b, n_off = self.batch_size, self.n_off
-    if n % b:
-      raise ValueError(f"sample size {n} is not a multiple of batch_size {b}")
-
-    def one(k):
-      k_off, k_on = jax.random.split(k)
-      parts = [sample_transitions(aux["offline"], k_off, n_off)] if n_off else []
-      if b - n_off:
-        parts.append(replay.sample(buf, k_on, b - n_off))
-      return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
-
-    out = jax.vmap(one)(jax.random.split(key, n // b))
-    return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), out)
+    return replay.sample_mixed_n([aux["offline"], buf], self.ratios, key, n, self.batch_size)
 
   def after_step(self, *args, **kwargs) -> None:
     del args, kwargs

@@ -51,20 +51,6 @@ def episode_seed(seed: int, episode: int) -> int:
   return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1)[0])
 
 
-def add_one(buf: replay.ReplayBuffer, transition: Transitions) -> replay.ReplayBuffer:
-  """Writes one row at buf.ptr with dynamic_update_slice: in place and O(1) under donation.
-
-  (`replay.add`'s general scatter lowers, for a single row on CPU, to a select over the whole
-  ring: O(capacity) per env step, ~10x slower at 1M rows.)
-  """
-  def write(d, x):
-    x = jnp.asarray(x, d.dtype).reshape((1,) + d.shape[1:])
-    return jax.lax.dynamic_update_slice(d, x, (buf.ptr,) + (0,) * (d.ndim - 1))
-  data = jax.tree.map(write, buf.data, transition)
-  return buf.replace(data=data, size=jnp.minimum(buf.size + 1, buf.capacity).astype(jnp.int32),
-                     ptr=((buf.ptr + 1) % buf.capacity).astype(jnp.int32))
-
-
 def make_step_fn(agent, spec, batch_size: int, utd_ratio: int, sample_fn: SampleFn,
                  sample_with_aux: bool = False):
   """The per-env-step work: `step(agent_state, buf, key, packed, random_action, aux=None,
@@ -93,7 +79,7 @@ def make_step_fn(agent, spec, batch_size: int, utd_ratio: int, sample_fn: Sample
     return transition, acting_obs
 
   def add(buf, packed):
-    return add_one(buf, unpack(packed)[0])
+    return replay.add(buf, unpack(packed)[0])  # one row: O(1) in place (see replay.add)
 
   def update_act(agent_state, buf, key, packed, random_action, aux, do_update: bool):
     _, acting_obs = unpack(packed)

@@ -9,15 +9,16 @@ rho / (1 - rho), the same ratio the sampler draws at. `rho` is `synthetic_ratio`
 `expected_length`.
 
 D_o is the online loop's own replay buffer (jaxaug.data.replay), D_s a second one of the same
-type; these functions take both, so any agent that consumes batches (SAC, REDQ, RLPD) is
-untouched. `add_masked` writes only the valid rows of a fixed-size synthetic batch (the output
-of one batched synthesis call), keeping every shape static under jit.
+type; the sampler takes both, so any agent that consumes batches (SAC, REDQ, RLPD) is
+untouched. Writing and sampling are jaxaug.data.replay's: `replay.add_masked` writes the valid
+rows of a fixed-size synthetic batch (one batched synthesis call) into D_s, and the modified
+buffer is the source `replay.Blend(D_o, D_s, rho)` of `replay.sample_mixed`; `sample` below is
+that source alone.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
@@ -32,24 +33,8 @@ def store_probability(synthetic_ratio: float, expected_length: float) -> float:
   return float(min(1.0, synthetic_ratio / ((1.0 - synthetic_ratio) * expected_length)))
 
 
-def add_masked(buf: replay.ReplayBuffer, batch: Transitions, mask: jax.Array) -> replay.ReplayBuffer:
-  """Writes the rows of `batch` where `mask` is true, in order, at the ring pointer.
-
-  Rows beyond capacity in one call wrap around like `replay.add` (the newest win).
-  """
-  n = batch.rewards.shape[0]
-  mask = mask.astype(jnp.int32)
-  count = jnp.sum(mask)
-  offset = jnp.cumsum(mask) - 1  # position of each valid row among the valid rows
-  # Rows that would be overwritten within this same call are dropped (keep the last capacity).
-  keep = (mask > 0) & (offset >= count - buf.capacity)
-  dest = jnp.where(keep, (buf.ptr + offset) % buf.capacity, buf.capacity)  # capacity: dropped
-  data = jax.tree.map(
-      lambda d, x: d.at[dest].set(jnp.asarray(x, d.dtype).reshape((n,) + d.shape[1:]),
-                                  mode="drop"), buf.data, batch)
-  return buf.replace(data=data,
-                     size=jnp.minimum(buf.size + count, buf.capacity).astype(jnp.int32),
-                     ptr=((buf.ptr + count) % buf.capacity).astype(jnp.int32))
+# The masked ring write, re-exported under the name ATraDiff's code and tests use.
+add_masked = replay.add_masked
 
 
 def sample(real: replay.ReplayBuffer, synthetic: replay.ReplayBuffer, key: jax.Array,
@@ -58,11 +43,4 @@ def sample(real: replay.ReplayBuffer, synthetic: replay.ReplayBuffer, key: jax.A
 
   Returns (batch, from_synthetic (B,) bool). While D_s is empty every row comes from D_o.
   """
-  k_choice, k_real, k_syn = jax.random.split(key, 3)
-  from_syn = jax.random.bernoulli(k_choice, synthetic_ratio, (batch_size,))
-  from_syn = from_syn & (synthetic.size > 0)
-  r = replay.sample(real, k_real, batch_size)
-  s = replay.sample(synthetic, k_syn, batch_size)
-  batch = jax.tree.map(
-      lambda a, b: jnp.where(from_syn.reshape((batch_size,) + (1,) * (a.ndim - 1)), b, a), r, s)
-  return batch, from_syn
+  return replay.sample_blend(real, synthetic, key, batch_size, synthetic_ratio)

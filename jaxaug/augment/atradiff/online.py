@@ -14,7 +14,7 @@ policy updates, and online adaptation (ATraDiff Sec. 4.2-4.3).
   `adapt_every` env steps (if `adapt`), the generators are fine-tuned in one jitted call
   (`_adaptation_round`).
 * `sample_fn(buf, key, n, aux)` (inside the loop's jitted step): rows from D_s with probability
-  rho, else from D_o (`buffer.sample`); with `offline_ratio` > 0 (RLPD) that share of every
+  rho, else from D_o (a `replay.Blend` source of `replay.sample_mixed`); with `offline_ratio` > 0 (RLPD) that share of every
   minibatch comes from the offline dataset first (symmetric sampling), the rest from D.
 * `state_dict()` / `load_state_dict()`: everything needed for an exact resume (D_s, adapted
   parameters and optimiser states, importance buffers, the host queue).
@@ -48,7 +48,7 @@ from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.augment.atradiff import importance as aimp
 from jaxaug.augment.atradiff import store as astore
 from jaxaug.data import replay
-from jaxaug.data.dataset import OfflineDataset, Transitions, sample_transitions
+from jaxaug.data.dataset import OfflineDataset, Transitions
 from jaxaug.data.loaders import load_dataset
 from jaxaug.types import EnvSpec
 
@@ -145,7 +145,7 @@ def _generation_round(diffuser: adiff.Diffuser, state: AugState, queue: jax.Arra
       g.replace(ema_params=p) for g, p in zip(diffuser.generators, state.gen_params)))
   transitions, mask, info = adiff.synthesize(d, k, queue, valid, task_ids, terminal_fn,
                                              max_action=max_action, clip_actions=clip_actions)
-  synthetic = abuffer.add_masked(state.synthetic, transitions, mask)
+  synthetic = replay.add_masked(state.synthetic, transitions, mask)
   return state.replace(synthetic=synthetic, key=key), info
 
 
@@ -459,24 +459,14 @@ def make_modified_sample_fn(synthetic_ratio: float, offline_ratio: float, batch_
   """`sample_fn(buf, key, n, aux)` for the online loop: n = utd * batch_size rows, made of
   utd minibatches; each minibatch has round(offline_ratio * batch_size) rows from aux['offline']
   (if present) and the rest from D_o ∪ D_s (each row from aux['synthetic'] with probability
-  synthetic_ratio)."""
-  n_off = replay.mixed_counts([offline_ratio, 1.0 - offline_ratio], batch_size)[0]
-
-  def one(buf, key, aux):
-    k_off, k_on = jax.random.split(key)
-    online, _ = abuffer.sample(buf, aux["synthetic"], k_on, batch_size - n_off, synthetic_ratio)
-    if n_off == 0 or "offline" not in aux:
-      if n_off:
-        raise ValueError("offline_ratio > 0 needs aux['offline'] (an offline dataset)")
-      return online
-    off = sample_transitions(aux["offline"], k_off, n_off)
-    return jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), off, online)
+  synthetic_ratio): `replay.sample_mixed` with a `replay.Blend` source."""
+  ratios = (offline_ratio, 1.0 - offline_ratio)
+  n_off = replay.mixed_counts(ratios, batch_size)[0]
 
   def sample_fn(buf, key, n, aux):
-    if n % batch_size:
-      raise ValueError(f"sample size {n} is not a multiple of batch_size {batch_size}")
-    m = n // batch_size
-    parts = jax.vmap(lambda k: one(buf, k, aux))(jax.random.split(key, m))
-    return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), parts)
+    if n_off and "offline" not in aux:
+      raise ValueError("offline_ratio > 0 needs aux['offline'] (an offline dataset)")
+    online = replay.Blend(buf, aux["synthetic"], synthetic_ratio)
+    return replay.sample_mixed_n([aux.get("offline"), online], ratios, key, n, batch_size)
 
   return sample_fn
