@@ -3,7 +3,10 @@ r"""Benchmark the diffusion generators: training steps/s and generated transitio
   python experiments/bench_diffusion.py --sizes=tiny,paper --out=/tmp/bench_diffusion.json
 
 For each denoiser (GTA's MixerUnet and SynthER's residual MLP, tiny and paper size):
-  * training: K AdamW updates per jitted call (lax.scan), steps/s;
+  * training: K AdamW updates per jitted call (lax.scan), steps/s; for the MixerUnet each
+    implementation in --mixer_impls (matmul, the default; conv, the nn.Conv one), interleaved:
+      python experiments/bench_diffusion.py --sizes=paper --only=gta_mixer_unet \
+        --train_batch=64 --mixer_impls=matmul,conv --nogen
   * generation: GTA's partial noising (noising_ratio 0.5) + Heun with churn + classifier-free
     guidance (w = --guidance_scale) in both guidance modes, timed interleaved:
       official: guided Euler stage (conditional + unconditional in one 2B call), conditional Heun
@@ -44,6 +47,11 @@ _SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 128, "EDM schedule length
 _GUIDANCE = flags.DEFINE_float("guidance_scale", 2.0, "GTA guidance scale w.")
 _NOISING = flags.DEFINE_float("noising_ratio", 0.5, "GTA noising ratio mu.")
 _TRAIN = flags.DEFINE_bool("train", True, "Also time training (off: generation only).")
+_GEN = flags.DEFINE_bool("gen", True, "Also time generation (--nogen: training only).")
+_GTA_D = flags.DEFINE_integer("gta_features", 0, "GTA window width D (0 = per-size default; "
+                              "Hopper: 15 = 11 obs + 3 actions + 1 reward).")
+_IMPLS = flags.DEFINE_list("mixer_impls", ["matmul"], "MixerUnet implementations to train, timed "
+                           "interleaved (matmul: the default; conv: the nn.Conv one).")
 
 # GTA guidance modes: name -> (guide_correction, condition dropout while sampling).
 GUIDANCE_MODES = {"official": (False, 0.25), "guide_correction": (True, 0.0)}
@@ -100,62 +108,98 @@ def _interleaved_best(fns: dict, repeats: int) -> dict:
   return best
 
 
-def bench_one(name, net_name, net_kwargs, item_shape, cond_dim, train_batch, gen_batch, peak,
-              repeats, k, sampler_steps, guidance_scale=2.0, noising_ratio=0.5, train=True):
+def make_setup(net_name, net_kwargs, item_shape, cond_dim, seed=0):
+  """Initialised learner state and helpers for one denoiser: dict(state, batch_of(key, n),
+  item_flops = XLA FLOPs of one forward pass per item, den = the EMA denoiser, shape, cond_dim)."""
   c = dtrain.get_config()
   c.net = net_name
-  c.net_kwargs = ml_collections.ConfigDict(net_kwargs)
+  c.net_kwargs = ml_collections.ConfigDict(dict(net_kwargs))
   c.cond_dropout = 0.25 if cond_dim else 0.0
-  key = jax.random.PRNGKey(0)
+  key = jax.random.PRNGKey(seed)
 
   def batch_of(kk, n):
-    b = {"x": jax.random.normal(kk, (n,) + item_shape)}
+    b = {"x": jax.random.normal(kk, (n,) + tuple(item_shape))}
     if cond_dim:
       b["cond"] = jax.random.normal(kk, (n, cond_dim))
     return b
 
   state = jax.jit(lambda kk: dtrain.init(kk, batch_of(kk, 2), c))(key)
-  n_params = denoisers.count_params(state.params)
-  res = {"params": n_params, "train_batch": train_batch, "item_shape": list(item_shape)}
-
-  # FLOPs of one denoiser call per item, from XLA's cost analysis of the compiled forward pass;
-  # a training step is counted as 3x the forward (forward + backward), the usual estimate.
+  # FLOPs of one denoiser call per item, from XLA's cost analysis of the compiled forward pass.
   den = dtrain.denoiser(state)
   fwd = jax.jit(lambda xx, ss: den(xx, ss, None if not cond_dim else jnp.zeros(
       (xx.shape[0], cond_dim)), jnp.ones((xx.shape[0],))))
   probe = 8
-  item_flops = _flops(fwd.lower(jnp.zeros((probe,) + item_shape), jnp.ones((probe,))).compile())
-  item_flops /= probe
+  item_flops = _flops(fwd.lower(jnp.zeros((probe,) + tuple(item_shape)),
+                                jnp.ones((probe,))).compile()) / probe
+  return dict(state=state, batch_of=batch_of, item_flops=item_flops, den=den,
+              shape=tuple(item_shape), cond_dim=cond_dim, key=key)
 
-  # Training.
-  if train:
-    multi = jax.jit(dtrain.make_multi_update(k, lambda kk: batch_of(kk, train_batch)))
-    t = _best_time(lambda: multi(state, key)[1]["loss"], repeats)
-    step_flops = 3 * item_flops * train_batch
-    res["train_steps_per_s"] = k / t
-    res["train_flops_per_step"] = step_flops
-    res["train_share_of_peak"] = step_flops * k / t / peak
 
-  # Generation.
-  x = batch_of(key, gen_batch)
-  if cond_dim:  # GTA: partial noising + guidance, both modes
-    gens, evals = {}, {}
+def make_train_call(setup, train_batch, k):
+  """(zero-argument call of K AdamW updates in one jitted lax.scan, FLOPs per update counted as
+  3x the forward pass: forward + backward, the usual estimate)."""
+  multi = jax.jit(dtrain.make_multi_update(k, lambda kk: setup["batch_of"](kk, train_batch)))
+  state, key = setup["state"], setup["key"]
+  return (lambda: multi(state, key)[1]["loss"]), 3 * setup["item_flops"] * train_batch
+
+
+def make_gen_calls(setup, gen_batch, sampler_steps, guidance_scale=2.0, noising_ratio=0.5):
+  """{mode: (zero-argument generation call, denoiser evaluations per item)} and the number of
+  transitions one call yields. GTA (cond_dim > 0): partial noising + guidance in both modes of
+  GUIDANCE_MODES; SynthER: a full unguided chain from noise."""
+  den, key, shape = setup["den"], setup["key"], setup["shape"]
+  x = setup["batch_of"](key, gen_batch)
+  calls = {}
+  if setup["cond_dim"]:
     for mode, (gc, drop) in GUIDANCE_MODES.items():
       cfg = samplers.SamplerConfig(num_steps=sampler_steps, guide_correction=gc, cond_dropout=drop)
-      gens[mode] = jax.jit(functools.partial(
+      g = jax.jit(functools.partial(
           lambda kk, cfg: samplers.from_partial_noise(den, kk, x["x"], noising_ratio, cfg,
                                                       cond=x["cond"],
                                                       guidance_scale=guidance_scale), cfg=cfg))
-      evals[mode] = samplers.num_evaluations(cfg, noising_ratio, guidance_scale)
-    transitions = gen_batch * (item_shape[0] - 1)
-  else:  # SynthER: a full chain from noise
-    cfg = samplers.SamplerConfig(num_steps=sampler_steps)
-    gens = {"unguided": jax.jit(lambda kk: samplers.heun_sample(den, kk, (gen_batch,) + item_shape,
-                                                                cfg))}
-    evals = {"unguided": samplers.num_evaluations(cfg)}
-    transitions = gen_batch
-  times = _interleaved_best({m: functools.partial(g, key) for m, g in gens.items()},
-                            max(1, repeats - 1))
+      calls[mode] = (functools.partial(g, key),
+                     samplers.num_evaluations(cfg, noising_ratio, guidance_scale))
+    return calls, gen_batch * (shape[0] - 1)  # a window yields H - 1 transitions
+  cfg = samplers.SamplerConfig(num_steps=sampler_steps)
+  g = jax.jit(lambda kk: samplers.heun_sample(den, kk, (gen_batch,) + shape, cfg))
+  return {"unguided": (functools.partial(g, key), samplers.num_evaluations(cfg))}, gen_batch
+
+
+def bench_one(name, net_name, net_kwargs, item_shape, cond_dim, train_batch, gen_batch, peak,
+              repeats, k, sampler_steps, guidance_scale=2.0, noising_ratio=0.5, train=True,
+              impls=("matmul",), gen=True):
+  setup = make_setup(net_name, net_kwargs, item_shape, cond_dim)
+  n_params = denoisers.count_params(setup["state"].params)
+  item_flops = setup["item_flops"]
+  res = {"params": n_params, "train_batch": train_batch, "item_shape": list(item_shape)}
+
+  # Training. MixerUnet: each implementation in `impls`, timed interleaved (same parameters).
+  if train:
+    variants = impls if net_name == "mixer_unet" else (None,)
+    calls = {}
+    for impl in variants:
+      st = setup if impl is None else make_setup(net_name, dict(net_kwargs, impl=impl),
+                                                 item_shape, cond_dim)
+      calls[impl or "default"], step_flops = make_train_call(st, train_batch, k)
+    times = _interleaved_best(calls, repeats)
+    first = next(iter(times))
+    res["train_steps_per_s"] = k / times[first]
+    res["train_flops_per_step"] = step_flops
+    res["train_share_of_peak"] = step_flops * k / times[first] / peak
+    if len(times) > 1 or first != "default":
+      res["train_ms_per_step_by_impl"] = {n: 1e3 * t / k for n, t in times.items()}
+
+  if not gen:
+    print(f"{name:28s} params {n_params/1e6:7.3f}M | train {res['train_steps_per_s']:8.3f} "
+          f"steps/s (batch {train_batch}, {100 * res['train_share_of_peak']:5.1f}% peak)")
+    for impl, ms in res.get("train_ms_per_step_by_impl", {}).items():
+      print(f"{'':28s} train impl={impl:8s} {ms:10.1f} ms/step", flush=True)
+    return res
+  # Generation.
+  gens, transitions = make_gen_calls(setup, gen_batch, sampler_steps, guidance_scale,
+                                     noising_ratio)
+  evals = {m: e for m, (_, e) in gens.items()}
+  times = _interleaved_best({m: c for m, (c, _) in gens.items()}, max(1, repeats - 1))
   res.update(gen_batch=gen_batch, gen_modes={})
   for mode, t in times.items():
     res["gen_modes"][mode] = dict(
@@ -172,6 +216,8 @@ def bench_one(name, net_name, net_kwargs, item_shape, cond_dim, train_batch, gen
     line += (f" | train {res['train_steps_per_s']:8.2f} steps/s (batch {train_batch}, "
              f"{100 * res['train_share_of_peak']:5.1f}% peak)")
   print(line, flush=True)
+  for impl, ms in res.get("train_ms_per_step_by_impl", {}).items():
+    print(f"{'':28s} train impl={impl:8s} {ms:10.1f} ms/step", flush=True)
   for mode, r in res["gen_modes"].items():
     print(f"{'':28s} generate [{mode:16s}] {r['evaluations_per_item']:4d} evals/item, "
           f"{r['seconds_per_call']:8.3f} s/call (batch {gen_batch}), "
@@ -195,11 +241,13 @@ def main(argv):
     for name, (net, kw, shape, cdim, tb, gb) in SETUPS[size].items():
       if _ONLY.value and name not in _ONLY.value:
         continue
+      if net == "mixer_unet" and _GTA_D.value:
+        shape = (shape[0], _GTA_D.value)
       out["results"][f"{size}/{name}"] = bench_one(
           f"{size}/{name}", net, kw, shape, cdim, _TRAIN_BATCH.value or tb, _GEN_BATCH.value or gb,
           peak,
           _REPEATS.value, _TRAIN_K.value, _SAMPLER_STEPS.value, _GUIDANCE.value, _NOISING.value,
-          _TRAIN.value)
+          _TRAIN.value, tuple(_IMPLS.value), _GEN.value)
   # Contended machines under-report the peak: keep the best of a measurement before and after.
   peak_after = peak_flops()
   out["peak_flops_after"] = peak_after
@@ -209,7 +257,7 @@ def main(argv):
       for k in ("train_share_of_peak", "gen_share_of_peak"):
         if k in r:
           r[k] *= peak / peak_after
-      for m in r["gen_modes"].values():
+      for m in r.get("gen_modes", {}).values():
         m["share_of_peak"] *= peak / peak_after
     out["peak_flops"] = peak_after
   print(f"peak after: {peak_after / 1e9:.1f} GFLOP/s; shares use the larger peak; load average "

@@ -123,6 +123,11 @@ class MixerUnet(nn.Module):
   cond_dim: int = 1
   fourier_dim: int = 16
   attention: bool = True  # the tiny CPU preset drops the linear attention (slow on XLA:CPU)
+  # "matmul" (default): convolutions as slices + matmuls and a reassociated linear attention
+  # (fast on XLA:CPU, docs/performance.md); "conv": flax nn.Conv / nn.ConvTranspose and the
+  # attention as written. Same parameter tree, initial values and outputs (to float rounding;
+  # tests/test_perf_parity.py).
+  impl: str = "matmul"
 
   @nn.compact
   def __call__(self, x: jax.Array, c_noise: jax.Array, cond: jax.Array | None = None,
@@ -131,6 +136,8 @@ class MixerUnet(nn.Module):
     n_down = len(self.dim_mults) - 1
     if horizon % (2**n_down):
       raise ValueError(f"MixerUnet: horizon {horizon} must be divisible by 2**{n_down}")
+    if self.impl not in ("matmul", "conv"):
+      raise ValueError(f"MixerUnet.impl must be 'matmul' or 'conv', got {self.impl!r}")
     t = RandomFourierFeatures(self.fourier_dim)(c_noise)
     t = nn.Dense(self.dim)(mish(nn.Dense(4 * self.dim)(t)))
     if self.cond_dim > 0:
@@ -146,6 +153,8 @@ class MixerUnet(nn.Module):
       emb = t
 
     dims = [self.dim * m for m in self.dim_mults]
+    if self.impl == "matmul":
+      return _mixer_unet_matmul(x, emb, dims, self.dim, self.attention)
     h = x[..., None]
     skips = []
     for i, d_out in enumerate(dims):
@@ -173,6 +182,158 @@ class MixerUnet(nn.Module):
     h = mish(nn.GroupNorm(num_groups=min(8, self.dim), epsilon=1e-5,
                           use_fast_variance=False)(h))
     return nn.Conv(1, (1, 1))(h)[..., 0]
+
+
+# --- MixerUnet, matmul implementation ------------------------------------------------------------
+# The same network and layout (B, H, D, C) with two changes XLA:CPU rewards (docs/performance.md):
+# * the 3x3 and (4,3) convolutions are shifted slices of the horizon axis stacked on the channel
+#   axis followed by one matmul, so their weight gradients are matmuls too (XLA:CPU lowers the
+#   nn.Conv weight gradients as convolutions whose window spans the whole feature map, at
+#   ~1 GFLOP/s);
+# * the linear attention's products are reassociated (`_AttentionResidualFactored`), so only
+#   the keys are materialised per position.
+# Parameters are declared under the names, shapes, creation order and initialisers of the flax
+# layers they replace, so `impl="conv"` and `impl="matmul"` share checkpoints and initial values.
+
+class _Weights(nn.Module):
+  """Parameters of one flax layer: kernel (lecun normal) + bias (zeros), as nn.Dense / nn.Conv
+  / nn.ConvTranspose create them."""
+
+  shape: tuple
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self):
+    w = self.param("kernel", nn.initializers.lecun_normal(), self.shape)
+    b = self.param("bias", nn.initializers.zeros, (self.shape[-1],)) if self.use_bias else None
+    return w, b
+
+
+def _linear(x, w, b=None):
+  """x @ w over the last axis (+ b): a 1x1 conv or a Dense."""
+  y = jnp.einsum("...c,co->...o", x, w)
+  return y if b is None else y + b
+
+
+def _conv3x3(x, w, b, stride):
+  """nn.Conv(kernel (3, 3), strides (stride, 1), padding 1) on (B, H, D, C), as one matmul."""
+  _, hh, d, c = x.shape
+  h_out = (hh - 1) // stride + 1
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  cols = [xp[:, i:i + stride * (h_out - 1) + 1:stride, j:j + d]
+          for i in range(3) for j in range(3)]
+  patches = jnp.concatenate(cols, axis=-1)  # (B, H_out, D, 9 C), ordered (i, j, c) as w
+  return _linear(patches, w.reshape(9 * c, -1), b)
+
+
+def _conv_transpose_4x3(x, w, b):
+  """nn.ConvTranspose(kernel (4, 3), strides (2, 1), padding SAME) on (B, H, D, C).
+
+  flax (no kernel flip) dilates the horizon by 2 and pads it by 2 on both sides, so output row
+  2m reads input rows m-1, m with kernel rows 0, 2 and row 2m+1 reads m, m+1 with rows 1, 3; the
+  feature axis is a SAME 3-tap correlation. Even and odd rows are two matmuls, interleaved."""
+  bb, hh, d, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+  def half(starts, k_rows):  # input rows m-1+start for the two kernel rows
+    cols = [xp[:, a:a + hh, j:j + d] for a in starts for j in range(3)]
+    return _linear(jnp.concatenate(cols, axis=-1), w[jnp.array(k_rows)].reshape(6 * c, -1))
+
+  even, odd = half((0, 1), (0, 2)), half((1, 2), (1, 3))
+  return jnp.stack([even, odd], axis=2).reshape(bb, 2 * hh, d, -1) + b
+
+
+class _LinearAttentionW(nn.Module):
+  """LinearAttention's parameters: to_qkv kernel (no bias), to_out kernel + bias."""
+
+  heads: int = 4
+  dim_head: int = 32
+
+  @nn.compact
+  def __call__(self, c):
+    hidden = self.heads * self.dim_head
+    w_qkv, _ = _Weights((c, 3 * hidden), use_bias=False, name="to_qkv")()
+    return w_qkv, _Weights((hidden, c), name="to_out")()
+
+
+class _AttentionResidualFactored(nn.Module):
+  """AttentionResidual (same parameters, same function up to float rounding) with the linear
+  attention's products reassociated so that only the keys are materialised per position:
+
+    context_bh = softmax_n(k)^T v = (softmax_n(k)^T y) W_v,h      (dh x dh per batch and head)
+    out_b = sum_h q_bh context_bh W_out,h = y_b M_b,   M_b = sum_h W_q,h context_bh W_out,h
+
+  with y the normalised input (B, N, C). The position-wide work falls from a 3*128-wide
+  projection + two 128-wide products + a 128-wide output projection to one 128-wide
+  projection (the keys, needed for the softmax) and two C-wide products."""
+
+  heads: int = 4
+  dim_head: int = 32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    b, h, d, c = x.shape
+    y = nn.GroupNorm(num_groups=None, group_size=1, epsilon=1e-5, use_fast_variance=False,
+                     name="GroupNorm_0")(x)
+    w_qkv, (w_out, b_out) = _LinearAttentionW(self.heads, self.dim_head,
+                                              name="LinearAttention_0")(c)
+    w_q, w_k, w_v = (w_qkv[:, i * self.heads * self.dim_head:(i + 1) * self.heads *
+                           self.dim_head].reshape(c, self.heads, self.dim_head)
+                     for i in range(3))
+    y = y.reshape(b, h * d, c)
+    k = jax.nn.softmax(jnp.einsum("bnc,chd->bnhd", y, w_k), axis=1)
+    s = jnp.einsum("bnhd,bnc->bhdc", k, y)
+    context = jnp.einsum("bhdc,che->bhde", s, w_v)
+    m = jnp.einsum("chd,bhde,heo->bco", w_q, context,
+                   w_out.reshape(self.heads, self.dim_head, c))
+    return x + (jnp.einsum("bnc,bco->bno", y, m) + b_out).reshape(b, h, d, c)
+
+def _mixer_unet_matmul(x, emb, dims, dim, attention):
+  """MixerUnet's body after the embedding; called inside MixerUnet's compact scope, so the
+  submodules created here get the names the nn.Conv path's get."""
+  n_block = n_attn = n_conv = n_up = 0
+
+  def block(h, d_out):
+    nonlocal n_block
+    n_block += 1
+    return MixerBlock(d_out, name=f"MixerBlock_{n_block - 1}")(h, emb)
+
+  def attn(h):
+    nonlocal n_attn
+    if not attention:
+      return h
+    n_attn += 1
+    return _AttentionResidualFactored(name=f"AttentionResidual_{n_attn - 1}")(h)
+
+  def conv_w(shape):
+    nonlocal n_conv
+    n_conv += 1
+    return _Weights(shape, name=f"Conv_{n_conv - 1}")()
+
+  h = x[..., None]
+  skips = []
+  for i, d_out in enumerate(dims):
+    h = block(h, d_out)
+    h = block(h, d_out)
+    h = attn(h)
+    skips.append(h)
+    if i < len(dims) - 1:
+      h = _conv3x3(h, *conv_w((3, 3, d_out, d_out)), stride=2)
+  h = block(h, dims[-1])
+  h = attn(h)
+  h = block(h, dims[-1])
+  for d_in in reversed(dims[:-1]):
+    h = jnp.concatenate([h, skips.pop()], axis=-1)
+    h = block(h, d_in)
+    h = block(h, d_in)
+    h = attn(h)
+    n_up += 1
+    h = _conv_transpose_4x3(h, *_Weights((4, 3, d_in, d_in), name=f"ConvTranspose_{n_up - 1}")())
+  h = _conv3x3(h, *conv_w((3, 3, h.shape[-1], dim)), stride=1)
+  h = mish(nn.GroupNorm(num_groups=min(8, dim), epsilon=1e-5, use_fast_variance=False,
+                        name="GroupNorm_0")(h))
+  w, b = conv_w((1, 1, dim, 1))
+  return _linear(h, w[0, 0], b)[..., 0]
 
 
 # --- SynthER: residual MLP --------------------------------------------------------------------------
