@@ -55,6 +55,9 @@ _SCORE_STEPS = flags.DEFINE_integer("score_steps", 2000, "Updates per arm (score
 _SCORE_N = flags.DEFINE_integer("score_generated", 20_000, "Generated transitions per arm.")
 _SCORE_EPISODES = flags.DEFINE_integer("score_eval_episodes", 10, "Evaluation episodes per seed.")
 _SKIP_TIMING = flags.DEFINE_bool("skip_timing", False, "Only the score comparison.")
+_ONLY_PLACEMENTS = flags.DEFINE_integer(
+    "only_placements", 0, "Only the steady state of the two round placements, interleaved "
+    "(dispatch, scan, dispatch, scan, ...) this many times each; 0 = the full benchmark.")
 
 
 def _train_generator(workdir: str) -> str:
@@ -176,6 +179,19 @@ def main(argv):
   del argv
   tmp = tempfile.mkdtemp(prefix="bench_augment_")
   gen_dir = _GEN.value or _train_generator(os.path.join(tmp, "gta"))
+  if _ONLY_PLACEMENTS.value:
+    c, _ = _agent_config(gen_dir, len(range(0, _NUM_STEPS.value, _EVERY.value)))
+    runs = []
+    for i in range(_ONLY_PLACEMENTS.value):
+      for placement in ("dispatch", "scan"):
+        cc = copy.deepcopy(c)
+        cc.augment.round_placement = placement
+        r = dict(_steady_state(cc), placement=placement, repeat=i, loadavg=os.getloadavg())
+        print(r)
+        runs.append(r)
+    bench.write_json(_OUT.value, {"machine": bench.machine_info(), "placements": runs})
+    print(f"wrote {_OUT.value}")
+    return
   if _SKIP_TIMING.value:
     result = {"machine": bench.machine_info(), "loadavg": os.getloadavg(),
               "scores": _scores(gen_dir, tmp), "loadavg_end": os.getloadavg()}
