@@ -102,6 +102,7 @@ _MIXER_IMPL = flags.DEFINE_string("mixer_impl", "matmul", "MixerUnet implementat
 _MIXER_BATCH = flags.DEFINE_integer("mixer_batch", 64, "MixerUnet training batch.")
 _GEN_WINDOWS = flags.DEFINE_integer("gen_windows", 16, "GTA windows per generation call.")
 _SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 128, "EDM schedule length N.")
+_PEAK_N = flags.DEFINE_integer("peak_n", 4096, "Size of the square matmul measuring the peak.")
 _ACT_INNER = flags.DEFINE_integer("act_inner", 200, "One-step act calls averaged per round.")
 
 HOPPER = EnvSpec(11, 3)
@@ -222,12 +223,12 @@ def main(argv):
       print(f"warning: --reference rows not benchmarked here: {stray}")
   only = set(_ONLY.value or ROWS)
   load_before = os.getloadavg()
-  peak = bench.peak_matmul_flops()
+  peak = bench.peak_matmul_flops(_PEAK_N.value)
   print(f"peak matmul {peak / 1e9:.1f} GFLOP/s, load {load_before}", flush=True)
   rows = _gta_rows(only) + _synther_rows(only) + _agent_rows(only)
   rows.sort(key=lambda r: ROWS.index(r.name))
   times = _time_rows(rows, _ROUNDS.value)
-  peak = max(peak, bench.peak_matmul_flops())
+  peak = max(peak, bench.peak_matmul_flops(_PEAK_N.value))
   load_after = os.getloadavg()
   out_rows = []
   print(f"\n{'row':26s} {'jaxaug ms':>11s} {'median ms':>11s} {'% peak':>7s} "

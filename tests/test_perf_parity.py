@@ -192,3 +192,27 @@ def test_make_policy_equals_act_on_whole_state(num_candidates):
       np.asarray(policy2(obs)), np.asarray(act(later, jnp.asarray(obs), jax.random.fold_in(key, 1),
                                                False)))
   assert evaluation._pruned_act.cache_info().hits >= 1
+
+
+def test_bench_vs_reference_ratio_and_bad_reference(tmp_path):
+  """The comparison script runs a row, reads a reference file and reports reference / jaxaug;
+  a malformed reference file is refused with a message naming the flag."""
+  import json
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  ref, out = tmp_path / "ref.json", tmp_path / "out.json"
+  ref.write_text(json.dumps({"dtql_act_one_step": 2.0}))
+  cmd = [sys.executable, os.path.join(root, "experiments", "bench_vs_reference.py"),
+         "--only=dtql_act_one_step", "--rounds=1", "--act_inner=5", "--peak_n=256",
+         f"--out={out}"]
+  subprocess.run(cmd + [f"--reference={ref}"], check=True, capture_output=True, cwd=root,
+                 timeout=600)
+  (row,) = json.loads(out.read_text())["rows"]
+  assert row["name"] == "dtql_act_one_step" and row["ms"] > 0
+  assert row["reference_over_jaxaug"] == pytest.approx(2.0 / row["ms"])
+  ref.write_text(json.dumps({"dtql_act_one_step": "fast"}))
+  bad = subprocess.run(cmd + [f"--reference={ref}"], capture_output=True, text=True, cwd=root,
+                       timeout=600)
+  assert bad.returncode != 0 and "--reference" in bad.stderr
