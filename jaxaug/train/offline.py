@@ -26,7 +26,6 @@ from jaxaug.train import config_io
 from jaxaug.train import mesh as mesh_lib
 from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.train.loop import LoopConfig, run_training
-from jaxaug.types import EnvSpec
 from jaxaug.utils import atomic_write_text
 
 
@@ -45,36 +44,10 @@ def infer_env_id(config, ds) -> str:
                      "--config.env_id (e.g. Hopper-v5)") from e
 
 
-# D4RL task families whose environments jaxaug does not provide yet: name prefix -> suite.
-MISSING_ENV_SUITES = {"antmaze": "AntMaze", "maze2d": "Maze2D", "pen": "Adroit",
-                      "door": "Adroit", "hammer": "Adroit", "relocate": "Adroit",
-                      "kitchen": "FrankaKitchen"}
-
-
-def missing_env_suite(name: str) -> str | None:
-  """The environment suite a D4RL-style name ('antmaze-umaze-v2', a file path) belongs to when
-  jaxaug lacks that suite's environments, else None."""
-  base = os.path.basename(str(name).split(":", 1)[-1]).lower()
-  head = base.split("-")[0].split("_")[0].split(".")[0]
-  return MISSING_ENV_SUITES.get(head)
-
-
 def resolve_env(config, ds):
-  """(env_id, EnvSpec) for training. Datasets of a suite jaxaug lacks (AntMaze, Adroit, Kitchen,
-  Maze2D) train with a spec read off the data (D4RL actions lie in [-1, 1]) and env_id None;
-  evaluating them is refused up front with an error naming the suite."""
-  try:
-    env_id = infer_env_id(config, ds)
-  except ValueError:
-    suite = missing_env_suite(config.env_id or config.dataset)
-    if suite is None:
-      raise
-    if config.eval_episodes > 0:
-      raise ValueError(
-          f"config.eval_episodes={config.eval_episodes} needs the {suite} environments "
-          f"(config.env_id={config.env_id!r}, config.dataset={config.dataset!r}), which jaxaug "
-          "does not provide yet; set --config.eval_episodes=0 to train without evaluation")
-    return None, EnvSpec(obs_dim=ds.obs_dim, act_dim=ds.act_dim, max_action=1.0)
+  """(env_id, EnvSpec) for training: the environment named by config.env_id or the dataset
+  (locomotion and the suites of jaxaug/envs/suites), with its dimensions."""
+  env_id = infer_env_id(config, ds)  # config.env_id, the file's metadata or its name
   return env_id, envs.env_spec(env_id)
 
 
@@ -204,10 +177,10 @@ def train_offline(config: ml_collections.ConfigDict, workdir: str | None) -> dic
 
   ds = loaders.load_dataset(config.dataset)
   env_id, spec = resolve_env(config, ds)
-  if env_id is not None:  # suites: name both layouts on a mismatch; a missing extra fails now
-    envs.check_dataset_layout(env_id, ds.obs_dim, ds.act_dim, source=config.dataset)
-    if config.eval_episodes > 0:
-      envs.require_env(env_id)
+  # Suites: a layout mismatch names both layouts; a missing extra fails before training.
+  envs.check_dataset_layout(env_id, ds.obs_dim, ds.act_dim, source=config.dataset)
+  if config.eval_episodes > 0:
+    envs.require_env(env_id)
   validate.validate_dataset(ds, spec)  # dimensions against the environment
   data, sample_fn, obs_stats, reward_tf, comp = prepare_run(config, ds, spec, mesh)
   meta = {"env_id": env_id, "dataset": config.dataset,
