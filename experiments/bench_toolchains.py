@@ -34,6 +34,8 @@ BENCHES = {
                 "--repeats=3", "--out={out}"],
     "offline8": ["experiments/bench_offline.py", "--agents=td3bc,iql", "--seeds=8",
                  "--repeats=3", "--out={out}"],
+    "offline_small": ["experiments/bench_offline.py", "--agents=td3bc,iql", "--seeds=1,8",
+                      "--repeats=3", "--updates_per_dispatch=50", "--out={out}"],
     "dtql": ["experiments/bench_dtql.py", "--repeats=3", "--act_repeats=20",
              "--diffusion_steps=5", "--out={out}"],
     "diffusion_tiny": ["experiments/bench_diffusion.py", "--sizes=tiny", "--repeats=3",
