@@ -7,6 +7,10 @@ For each denoiser (GTA's MixerUnet and SynthER's residual MLP, tiny and paper si
     implementation in --mixer_impls (matmul, the default; conv, the nn.Conv one), interleaved:
       python experiments/bench_diffusion.py --sizes=paper --only=gta_mixer_unet \
         --train_batch=64 --mixer_impls=matmul,conv --nogen
+    and `--mixer_layers` times every layer of that network forward and forward+backward at its
+    shape (batch --train_batch, width --gta_features), the per-layer profile:
+      python experiments/bench_diffusion.py --mixer_layers --mixer_impls=matmul,conv \
+        --train_batch=64 --gta_features=15 --repeats=2 --out=/tmp/mixer_layers.json
   * generation: GTA's partial noising (noising_ratio 0.5) + Heun with churn + classifier-free
     guidance (w = --guidance_scale) in both guidance modes, timed interleaved:
       official: guided Euler stage (conditional + unconditional in one 2B call), conditional Heun
@@ -50,6 +54,8 @@ _TRAIN = flags.DEFINE_bool("train", True, "Also time training (off: generation o
 _GEN = flags.DEFINE_bool("gen", True, "Also time generation (--nogen: training only).")
 _GTA_D = flags.DEFINE_integer("gta_features", 0, "GTA window width D (0 = per-size default; "
                               "Hopper: 15 = 11 obs + 3 actions + 1 reward).")
+_LAYERS = flags.DEFINE_bool("mixer_layers", False, "Per-layer profile of the paper MixerUnet "
+                             "(forward, forward+backward) for each --mixer_impls, then exit.")
 _IMPLS = flags.DEFINE_list("mixer_impls", ["matmul"], "MixerUnet implementations to train, timed "
                            "interleaved (matmul: the default; conv: the nn.Conv one).")
 
@@ -226,8 +232,77 @@ def bench_one(name, net_name, net_kwargs, item_shape, cond_dim, train_batch, gen
   return res
 
 
+def profile_mixer_layers(impl, batch=64, width=15, rounds=2):
+  """Forward and forward+backward ms of every distinct layer of the paper MixerUnet (dim 16,
+  mults 1,2,4,8; horizon 32) at its shape in the network, with how often it occurs."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  dn = denoisers
+  emb = jnp.ones((batch, 32))
+
+  class Conv(nn.Module):
+    kind: str
+    cout: int
+
+    @nn.compact
+    def __call__(self, x):
+      c = x.shape[-1]
+      if impl == "conv":
+        if self.kind == "up":
+          return nn.ConvTranspose(self.cout, (4, 3), strides=(2, 1), padding="SAME")(x)
+        return nn.Conv(self.cout, (3, 3), strides=(2, 1) if self.kind == "down" else (1, 1),
+                       padding=((1, 1), (1, 1)))(x)
+      if self.kind == "up":
+        return dn._conv_transpose_4x3(x, *dn._Weights((4, 3, c, self.cout))())  # pylint: disable=protected-access
+      return dn._conv3x3(x, *dn._Weights((3, 3, c, self.cout))(),  # pylint: disable=protected-access
+                         stride=2 if self.kind == "down" else 1)
+
+  attn = dn.AttentionResidual if impl == "conv" else dn._AttentionResidualFactored  # pylint: disable=protected-access
+  blk = dn.MixerBlock
+  # (name, module, (H, C_in), takes the embedding, occurrences)
+  layers = [("block H32 1->16", blk(16), (32, 1), 1, 1), ("block H32 16", blk(16), (32, 16), 1, 1),
+            ("attn H32 C16", attn(), (32, 16), 0, 1), ("down H32 C16", Conv("down", 16), (32, 16), 0, 1),
+            ("block H16 16->32", blk(32), (16, 16), 1, 1), ("block H16 32", blk(32), (16, 32), 1, 2),
+            ("attn H16 C32", attn(), (16, 32), 0, 2), ("down H16 C32", Conv("down", 32), (16, 32), 0, 1),
+            ("block H8 32->64", blk(64), (8, 32), 1, 1), ("block H8 64", blk(64), (8, 64), 1, 2),
+            ("attn H8 C64", attn(), (8, 64), 0, 2), ("down H8 C64", Conv("down", 64), (8, 64), 0, 1),
+            ("block H4 64->128", blk(128), (4, 64), 1, 1), ("block H4 128", blk(128), (4, 128), 1, 3),
+            ("attn H4 C128", attn(), (4, 128), 0, 2),
+            ("block H4 256->64", blk(64), (4, 256), 1, 1), ("up H4 C64", Conv("up", 64), (4, 64), 0, 1),
+            ("block H8 128->32", blk(32), (8, 128), 1, 1), ("up H8 C32", Conv("up", 32), (8, 32), 0, 1),
+            ("block H16 64->16", blk(16), (16, 64), 1, 1), ("block H16 16", blk(16), (16, 16), 1, 1),
+            ("attn H16 C16", attn(), (16, 16), 0, 1), ("up H16 C16", Conv("up", 16), (16, 16), 0, 1),
+            ("head conv H32 16", Conv("head", 16), (32, 16), 0, 1)]
+  fns = {}
+  for name, mod, (h, c), uses_emb, count in layers:
+    x = jax.random.normal(jax.random.PRNGKey(0), (batch, h, width, c))
+    args = (emb,) if uses_emb else ()
+    p = mod.init(jax.random.PRNGKey(1), x, *args)
+    fwd = jax.jit(lambda p, x, m=mod, a=args: m.apply(p, x, *a))
+    grad = jax.jit(jax.grad(lambda p, x, m=mod, a=args: jnp.sum(m.apply(p, x, *a) ** 2),
+                            argnums=(0, 1)))
+    fns[name] = (functools.partial(fwd, p, x), functools.partial(grad, p, x), count)
+  calls = {f"{n}|{k}": f for n, (fw, gr, _) in fns.items() for k, f in (("fwd", fw), ("bwd", gr))}
+  best = _interleaved_best(calls, rounds)
+  total = sum(c * best[f"{n}|bwd"] for n, (_, _, c) in fns.items())
+  rows = {}
+  for n, (_, _, c) in fns.items():
+    rows[n] = {"count": c, "fwd_ms": 1e3 * best[f"{n}|fwd"], "fwd_bwd_ms": 1e3 * best[f"{n}|bwd"],
+               "share": c * best[f"{n}|bwd"] / total}
+    print(f"{impl:6s} {n:18s} x{c} fwd {rows[n]['fwd_ms']:8.1f} ms, fwd+bwd "
+          f"{rows[n]['fwd_bwd_ms']:8.1f} ms ({100 * rows[n]['share']:4.1f}% of the sum)", flush=True)
+  return rows
+
+
 def main(argv):
   del argv
+  if _LAYERS.value:
+    out = {impl: profile_mixer_layers(impl, _TRAIN_BATCH.value or 64, _GTA_D.value or 15,
+                                      _REPEATS.value) for impl in _IMPLS.value}
+    out["load_average"] = list(os.getloadavg())
+    with open(_OUT.value, "w") as f:
+      json.dump(out, f, indent=2)
+    print(f"load average {out['load_average']}; wrote {_OUT.value}")
+    return
   peak = peak_flops()
   dev = jax.devices()[0]
   print(f"device {dev.platform} ({dev.device_kind}) x{jax.device_count()}; peak fp32 matmul "
