@@ -139,22 +139,14 @@ def make_eval_fn(agent, config, env_id, obs_stats):
   """Host evaluation of every seed; logs the seed mean and each seed's normalised score."""
   num_seeds = config.num_seeds
 
-  @jax.jit
-  def act(state, seed_index, obs, key):
-    if num_seeds > 1:
-      state = jax.tree.map(lambda x: x[seed_index], state)
-    return agent.act(state, obs, key, deterministic=True)
-
   def eval_fn(state, step):
     scores, returns = [], []
     for i in range(num_seeds):
       base = jax.random.fold_in(jax.random.key(config.seed + i), step)
-      t = [0]  # env step counter: a fresh key per environment step (stochastic policies)
-
-      def policy(o, i=i, base=base, t=t):
-        t[0] += 1
-        return act(state, i, jnp.asarray(o), jax.random.fold_in(base, t[0]))
-
+      seed_state = jax.tree.map(lambda x, i=i: x[i], state) if num_seeds > 1 else state
+      # Env step t (1, 2, ...) acts with fold_in(base, t): one small jitted call on just the
+      # leaves `act` reads, the key folded in inside it (docs/performance.md).
+      policy = envs.make_policy(agent.act, seed_state, base, deterministic=True)
       res = envs.evaluate(policy, env_id,
                           config.eval_episodes, seed=10_000 * (config.seed + i) + step,
                           obs_stats=obs_stats)
