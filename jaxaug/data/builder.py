@@ -139,20 +139,34 @@ def collect(policy: Callable[[np.ndarray, int], np.ndarray], env_id: str, num_tr
   spec = envs.env_spec(env_id)
   n = int(num_transitions)
   model = env.unwrapped.model
-  out = {"observations": np.zeros((n, spec.obs_dim), np.float32),
-         "actions": np.zeros((n, spec.act_dim), np.float32),
-         "rewards": np.zeros(n, np.float32),
-         "next_observations": np.zeros((n, spec.obs_dim), np.float32),
-         "terminals": np.zeros(n, np.float32), "timeouts": np.zeros(n, np.float32)}
   qpos = np.zeros((n, model.nq), np.float64)
   qvel = np.zeros((n, model.nv), np.float64)
-  episode = 0
-  obs, _ = env.reset(seed=online.episode_seed(seed, episode))
-  for t in range(n):
-    action = np.asarray(policy(obs, t), np.float32)
+
+  def record(t, info):  # the state the action is taken in
+    del info
     qpos[t] = env.unwrapped.data.qpos
     qvel[t] = env.unwrapped.data.qvel
-    next_obs, reward, terminated, truncated, _ = env.step(action)
+
+  out = _rollout(env, policy, n, seed, spec.obs_dim, spec.act_dim, record)
+  env.close()
+  return OfflineDataset(**out, infos={"qpos": qpos, "qvel": qvel})
+
+
+def _rollout(env, policy, n: int, seed: int, obs_dim: int, act_dim: int, record) -> dict:
+  """Exactly n steps of `policy(obs, t)` in `env`, D4RL keys as float32 arrays. Episode e is
+  reset with online.episode_seed(seed, e); `record(t, info)` runs before step t (info: the
+  last reset/step info); the cut last episode ends in a timeout."""
+  out = {"observations": np.zeros((n, obs_dim), np.float32),
+         "actions": np.zeros((n, act_dim), np.float32),
+         "rewards": np.zeros(n, np.float32),
+         "next_observations": np.zeros((n, obs_dim), np.float32),
+         "terminals": np.zeros(n, np.float32), "timeouts": np.zeros(n, np.float32)}
+  episode = 0
+  obs, info = env.reset(seed=online.episode_seed(seed, episode))
+  for t in range(n):
+    action = np.asarray(policy(obs, t), np.float32)
+    record(t, info)
+    next_obs, reward, terminated, truncated, info = env.step(action)
     out["observations"][t] = obs
     out["actions"][t] = action
     out["rewards"][t] = reward
@@ -162,11 +176,10 @@ def collect(policy: Callable[[np.ndarray, int], np.ndarray], env_id: str, num_tr
     obs = next_obs
     if terminated or truncated:
       episode += 1
-      obs, _ = env.reset(seed=online.episode_seed(seed, episode))
+      obs, info = env.reset(seed=online.episode_seed(seed, episode))
   if n and not (out["terminals"][-1] or out["timeouts"][-1]):
     out["timeouts"][-1] = 1.0
-  env.close()
-  return OfflineDataset(**out, infos={"qpos": qpos, "qvel": qvel})
+  return out
 
 
 def random_policy(act_dim: int, seed: int, max_action: float = 1.0):
@@ -507,32 +520,12 @@ def collect_suite(policy, env_id: str, num_transitions: int, seed: int) -> Offli
   env = envs.make_env(env_id)
   spec = envs.env_spec(env_id)
   n = int(num_transitions)
-  out = {"observations": np.zeros((n, spec.obs_dim), np.float32),
-         "actions": np.zeros((n, spec.act_dim), np.float32),
-         "rewards": np.zeros(n, np.float32),
-         "next_observations": np.zeros((n, spec.obs_dim), np.float32),
-         "terminals": np.zeros(n, np.float32), "timeouts": np.zeros(n, np.float32)}
   goals = np.zeros((n, 2), np.float32)
-  successes = 0
-  episode = 0
-  obs, info = env.reset(seed=online.episode_seed(seed, episode))
-  for t in range(n):
-    action = np.asarray(policy(obs, t), np.float32)
+
+  def record(t, info):  # the episode's goal, reported by the env's reset/step infos
     goals[t] = info.get("goal", np.zeros(2))
-    next_obs, reward, terminated, truncated, info = env.step(action)
-    out["observations"][t] = obs
-    out["actions"][t] = action
-    out["rewards"][t] = reward
-    out["next_observations"][t] = next_obs
-    out["terminals"][t] = float(terminated)
-    out["timeouts"][t] = float(truncated and not terminated)
-    successes += bool(info.get("success", False)) and (terminated or truncated)
-    obs = next_obs
-    if terminated or truncated:
-      episode += 1
-      obs, info = env.reset(seed=online.episode_seed(seed, episode))
-  if n and not (out["terminals"][-1] or out["timeouts"][-1]):
-    out["timeouts"][-1] = 1.0
+
+  out = _rollout(env, policy, n, seed, spec.obs_dim, spec.act_dim, record)
   env.close()
   infos = {"goal": goals} if envs.resolve_env_id(env_id).startswith("antmaze") else {}
   return OfflineDataset(**out, infos=infos)
