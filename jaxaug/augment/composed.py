@@ -280,19 +280,9 @@ def write(buf: replay.ReplayBuffer, rows: Transitions, valid: jax.Array, wrap: b
   the end of the buffer are dropped instead of overwriting its oldest rows (the warm-start
   fill). Needs len(rows) <= capacity (no slot is written twice).
   """
-  cap = buf.capacity
-  v = valid.astype(jnp.int32)
-  pos = buf.ptr + jnp.cumsum(v) - 1
-  if wrap:
-    keep = valid
-    pos = pos % cap
-  else:
-    keep = valid & (pos < cap)
-  idx = jnp.where(keep, pos, cap)  # cap is out of range: dropped by the scatter
-  data = jax.tree.map(lambda d, x: d.at[idx].set(x.astype(d.dtype), mode="drop"), buf.data, rows)
-  written = keep.sum().astype(jnp.int32)
-  return buf.replace(data=data, size=jnp.minimum(buf.size + written, cap).astype(jnp.int32),
-                     ptr=((buf.ptr + written) % cap).astype(jnp.int32)), written
+  count = jnp.sum(valid.astype(jnp.int32))
+  written = count if wrap else jnp.minimum(count, buf.capacity - buf.ptr)
+  return replay.add_masked(buf, rows, valid, wrap=wrap), written.astype(jnp.int32)
 
 
 def generation_round(s: Settings, aug: AugState, gen: GenData, wrap: bool = True, mesh=None

@@ -63,12 +63,15 @@ def add(buf: ReplayBuffer, batch: Transitions) -> ReplayBuffer:
                      ptr=((buf.ptr + b) % buf.capacity).astype(jnp.int32))
 
 
-def add_masked(buf: ReplayBuffer, batch: Transitions, mask: jax.Array) -> ReplayBuffer:
+def add_masked(buf: ReplayBuffer, batch: Transitions, mask: jax.Array, wrap: bool = True
+               ) -> ReplayBuffer:
   """Writes the rows of `batch` where `mask` is true, in order, at the ring pointer.
 
   For fixed-size batches of which only some rows are valid (e.g. one batched synthesis call),
   keeping every shape static under jit. More valid rows than capacity in one call wrap around
-  like `add`: the newest win.
+  like `add`: the newest win. With wrap=False the valid rows that would pass the end of the
+  buffer are dropped instead (a fill that never overwrites): min(valid, capacity - ptr) are
+  written.
   """
   n = batch.rewards.shape[0]
   if jnp.shape(mask) != (n,):
@@ -79,6 +82,10 @@ def add_masked(buf: ReplayBuffer, batch: Transitions, mask: jax.Array) -> Replay
   offset = jnp.cumsum(mask) - 1  # position of each valid row among the valid rows
   # Rows that would be overwritten within this same call are dropped (keep the last capacity).
   keep = (mask > 0) & (offset >= count - buf.capacity)
+  if not wrap:
+    room = buf.capacity - buf.ptr
+    keep = (mask > 0) & (offset < room)
+    count = jnp.minimum(count, room)
   dest = jnp.where(keep, (buf.ptr + offset) % buf.capacity, buf.capacity)  # capacity: dropped
   data = jax.tree.map(
       lambda d, x: d.at[dest].set(jnp.asarray(x, d.dtype).reshape((n,) + d.shape[1:]),
