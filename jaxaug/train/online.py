@@ -247,7 +247,6 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
   logger = MetricLogger(workdir, total, resume_step=latest or 0)
   eval_key = jax.random.key(0)  # deterministic evaluation needs no randomness
-  act_fn = jax.jit(lambda s, o: agent.act(s, o, eval_key, deterministic=True))
   last_metrics: dict = {}
   # A finished run re-run (killed after its last checkpoint) reports the evaluation it logged.
   last_eval: dict = dict(meta.get("last_eval", {})) if latest is not None else {}
@@ -269,7 +268,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
         "seed": int(config.seed)})
 
   def run_eval(step_):
-    res = envs.evaluate(lambda o: act_fn(agent_state, jnp.asarray(o)), env_id,
+    # One small jitted call per env step on just the leaves `act` reads (envs.make_policy).
+    res = envs.evaluate(envs.make_policy(agent.act, agent_state, eval_key), env_id,
                         int(config.eval_episodes), seed=10_000 + int(config.seed))
     out = {"eval/return": res["return_mean"], "eval/return_std": res["return_std"],
            "eval/normalized_score": res["normalized_score_mean"],
