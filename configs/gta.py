@@ -21,7 +21,8 @@ Presets:
     pen-human, door-human (Adroit) and kitchen-{complete,partial,mixed} (FrankaKitchen, -v0).
     GTA trains IQL on the augmented maze, Adroit and Kitchen data (configs/iql.py has their
     presets); the environments are jaxaug's D4RL-layout suites (docs/suites.md).
-  * `<dataset>+fixes`: the same with jaxaug's fixes of the official code switched on (FIXES).
+  * `<dataset>+fixes`: the same with jaxaug's fixes of the official code switched on (FIXES;
+    Kitchen also KITCHEN_FIXES: no -100 penalty on its terminals).
 
 Every default of a paper preset is the official code's behaviour where it ran; the switches and
 the values the paper leaves open are listed in docs/methods/gta.md.
@@ -72,6 +73,16 @@ FIXES = {
     "gta.fix_success_weighting": True,
 }
 
+# Fixes for the Kitchen datasets only (on in kitchen-*+fixes, with FIXES).
+KITCHEN_FIXES = {
+    # The official rule penalises terminals of every dataset whose name lacks 'maze'. D4RL's
+    # Kitchen files mark the last transition of every demonstration terminal (its generation
+    # script; there is no timeouts field), whether or not the tasks were done: in
+    # kitchen-complete every demonstration completes all four tasks, so GTA labels the
+    # successful final states -100. Kitchen has no failure states; no penalty.
+    "gta.terminals_are_failures": False,
+}
+
 PRESETS = ("tiny", "paper") + DATASETS + tuple(f"{d}+fixes" for d in DATASETS)
 
 
@@ -100,7 +111,8 @@ def _dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
   if name in KITCHEN:
     # Table 8: alpha {1.1, 1.3, 1.5}, mu {0.1, 0.25, 0.5}, success-episode reweighting
     # (weight 10); picks: alpha 1.3, mu 0.25 (the middle). The official code keeps the -100
-    # penalty on Kitchen's terminals (all tasks done), as for any name without 'maze'.
+    # penalty on Kitchen's terminals (every demonstration's end), as for any name without
+    # 'maze'; kitchen-*+fixes turns it off (KITCHEN_FIXES).
     g.noising_ratio = 0.25
     g.return_multiplier = 1.3
     g.reweight = "success_episodes"
@@ -142,6 +154,9 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   c.gta = ml_collections.ConfigDict()
   c.gta.horizon = 32  # 31 transitions + the last next state
   c.gta.terminal_penalty = -100.0  # added to terminal rewards (App. A.1); 0 on maze datasets
+  # True (official): a terminal is a failure and gets terminal_penalty. False: terminals end a
+  # demonstration or complete the task (Kitchen), no penalty (see KITCHEN_FIXES).
+  c.gta.terminals_are_failures = True
   c.gta.discount = 0.99  # condition = discounted return-to-go from the window start
   c.gta.return_scale = 0.01
   c.gta.short_episodes = "skip"  # skip (official: dropped) | pad (one padded window each)
@@ -182,7 +197,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     _dataset_preset(c, "hopper-medium-replay")
     c.dataset = "embedded:hopper-medium-replay"
   if fixes:
-    for field, value in FIXES.items():
+    for field, value in {**FIXES, **(KITCHEN_FIXES if name in KITCHEN else {})}.items():
       group, key = field.split(".")
       if key not in c[group]:
         raise ValueError(f"configs/gta.py: fix switch {field} is not a config field")

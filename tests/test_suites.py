@@ -405,3 +405,53 @@ def test_build_dataset_cli_writes_a_suite_file(robotics, tmp_path):
                         f"--out={tmp_path}"], capture_output=True, text=True, timeout=600,
                        cwd=ROOT)
   assert bad.returncode != 0 and "use --suite_policy=random" in bad.stderr
+
+
+# ------------------------------------------------- GTA's terminal penalty on Kitchen (switch)
+
+
+def _kitchen_like_dataset(episodes: int = 3, length: int = 12):
+  """Demonstrations ending terminal (as D4RL's Kitchen files mark every demonstration's end),
+  reward = tasks done so far."""
+  from jaxaug.data.dataset import OfflineDataset
+  rng = np.random.default_rng(0)
+  n = episodes * length
+  rewards = np.tile(np.minimum(np.arange(length) // 3, 4), episodes).astype(np.float32)
+  terminals = np.tile(np.arange(length) == length - 1, episodes)
+  obs = rng.normal(size=(n + 1, 60)).astype(np.float32)
+  return OfflineDataset(obs[:-1], rng.uniform(-1, 1, (n, 9)), rewards, obs[1:], terminals,
+                        np.zeros(n), source="kitchen-like")
+
+
+def test_gta_kitchen_terminal_penalty_switch():
+  from jaxaug.augment import gta
+  from jaxaug.configs_io import load_config_file
+  paper = load_config_file("gta:kitchen-mixed")
+  fixed = load_config_file("gta:kitchen-mixed+fixes")
+  assert paper.gta.terminals_are_failures and paper.gta.terminal_penalty == -100.0
+  assert gta.terminal_penalty(paper) == -100.0  # the official rule: no 'maze' in the name
+  assert not fixed.gta.terminals_are_failures and gta.terminal_penalty(fixed) == 0.0
+  # Only Kitchen's +fixes presets turn it off; locomotion keeps its failure penalty.
+  for name in ("hopper-medium+fixes", "pen-human+fixes", "kitchen-complete",
+               "antmaze-umaze+fixes"):
+    assert load_config_file(f"gta:{name}").gta.terminals_are_failures, name
+  for name in ("kitchen-complete+fixes", "kitchen-partial+fixes"):
+    assert not load_config_file(f"gta:{name}").gta.terminals_are_failures, name
+
+  ds = _kitchen_like_dataset()
+  for c in (paper, fixed):
+    c.gta.horizon = 8
+  with_penalty = gta.prepare(ds, paper)
+  without = gta.prepare(ds, fixed)
+  term = ds.terminals > 0
+  np.testing.assert_allclose(np.asarray(with_penalty.rewards)[term], ds.rewards[term] - 100.0)
+  np.testing.assert_allclose(np.asarray(without.rewards), ds.rewards)
+  assert with_penalty.spec.terminal_penalty == -100.0 and without.spec.terminal_penalty == 0.0
+  # The return condition of the window that ends at a terminal carries the penalty or not.
+  assert float(np.min(with_penalty.returns)) < 0.0 <= float(np.min(without.returns))
+  # The generation settings follow: nothing to decode without a penalty.
+  assert gta.generation_config(paper).decode_terminals is False
+  assert gta.generation_config(fixed).decode_terminals is False
+  # A config saved before the switch existed keeps the official rule.
+  del paper.gta["terminals_are_failures"]
+  assert gta.terminal_penalty(paper) == -100.0

@@ -135,6 +135,14 @@ class GenerationConfig:
   decode_terminals: bool = False
 
 
+def terminal_penalty(config) -> float:
+  """The penalty GTA adds to terminal rewards: `gta.terminal_penalty`, or 0 when
+  `gta.terminals_are_failures` is False (a dataset whose terminals end a demonstration or
+  complete the task, like D4RL Kitchen's). Configs saved before the switch read True."""
+  g = config.gta
+  return float(g.terminal_penalty) if bool(g.get("terminals_are_failures", True)) else 0.0
+
+
 def generation_config(config) -> GenerationConfig:
   g = config.gta
   return GenerationConfig(
@@ -142,14 +150,14 @@ def generation_config(config) -> GenerationConfig:
       guidance_scale=float(g.guidance_scale),
       sampler=samplers.sampler_config(config),
       windows_per_chunk=int(config.windows_per_chunk),
-      decode_terminals=bool(g.decode_terminals) and float(g.terminal_penalty) != 0.0)
+      decode_terminals=bool(g.decode_terminals) and terminal_penalty(config) != 0.0)
 
 
 def prepare(dataset: OfflineDataset, config) -> windows.WindowData:
   """Windows, terminal encoding, normaliser and return conditions of a dataset."""
   g = config.gta
   return windows.build_windows(dataset, horizon=int(g.horizon),
-                               terminal_penalty=float(g.terminal_penalty),
+                               terminal_penalty=terminal_penalty(config),
                                discount=float(g.discount), return_scale=float(g.return_scale),
                                short_episodes=g.short_episodes)
 
@@ -234,7 +242,7 @@ def augment(state, data: windows.WindowData, config, key: jax.Array, num_transit
       "method": "gta", "noising_ratio": gen.noising_ratio,
       "return_multiplier": gen.return_multiplier, "guidance_scale": gen.guidance_scale,
       "sampler": dataclasses.asdict(gen.sampler), "windows_per_chunk": gen.windows_per_chunk,
-      "horizon": int(g.horizon), "terminal_penalty": float(g.terminal_penalty),
+      "horizon": int(g.horizon), "terminal_penalty": terminal_penalty(config),
       "discount": float(g.discount), "return_scale": float(g.return_scale),
       "short_episodes": g.short_episodes, "reweight": reweight,
       "decode_terminals": gen.decode_terminals,

@@ -1,28 +1,47 @@
 """Policy evaluation over a gymnasium vector environment.
 
-One sub-environment per episode: sub-env i is seeded with seed + i and only its first episode
-counts, so the result depends on (policy, env_id, num_episodes, seed) alone. The policy sees the
-whole (num_episodes, obs_dim) batch every step, so a jitted policy compiles once.
+One sub-environment per episode: episode i runs in a sub-env reset with seed + i and only its
+first episode counts, so the result depends on (policy, env_id, num_episodes, seed) alone. The
+episodes run in chunks of at most `max_envs_in_memory` sub-environments (each chunk's envs are
+closed before the next is built): a FrankaKitchen env holds 67-115 MB (its meshes and textures),
+so DTQL's 100 Kitchen episodes at once needed ~6.7 GB. The policy sees a whole chunk's
+(chunk, obs_dim) batch every step, so a jitted policy compiles once per chunk size (at most two).
 """
 
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxaug.envs import suites
 from jaxaug.envs.registry import episode_scores, make_vector_env, resolve_env_id
+
+# Default cap on simultaneous evaluation sub-envs per suite (None: every episode at once).
+# Kitchen: ~67-115 MB per env; 10 keeps an evaluation near 1 GB. The others are a few MB each,
+# and running all episodes as one batch makes one policy call per step instead of one per chunk.
+MAX_ENVS_IN_MEMORY = {"kitchen": 10}
+
+
+def default_max_envs(env_id: str) -> int | None:
+  """The default `max_envs_in_memory` of an environment (MAX_ENVS_IN_MEMORY by suite)."""
+  env_id = resolve_env_id(env_id)
+  if suites.is_suite_env(env_id):
+    return MAX_ENVS_IN_MEMORY.get(suites.suite_env(env_id).suite)
+  return None
 
 
 def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, seed: int,
-             obs_stats: Any = None, max_steps: int | None = None) -> dict[str, float]:
+             obs_stats: Any = None, max_steps: int | None = None,
+             max_envs_in_memory: int | None = -1) -> dict[str, float]:
   """Runs `num_episodes` episodes and returns raw and normalised return statistics.
 
   Args:
-    policy_fn: maps a float32 (num_episodes, obs_dim) batch to actions (num_episodes, act_dim).
+    policy_fn: maps a float32 (n, obs_dim) batch to actions (n, act_dim), n = the chunk size.
       `make_policy(agent.act, state, key)` builds one for any agent (one small jitted call per
       step); otherwise pass a function that calls a jitted function (e.g. `lambda o: act(state,
       o)` with a module-level `jax.jit`ted `act`); wrapping a fresh closure in `jax.jit` on
@@ -32,6 +51,10 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
     seed: sub-env i is reset with seed + i.
     obs_stats: optional object with `.normalize(x)`, applied to observations before the policy.
     max_steps: optional safety cap on vector steps (default: the env's time limit + 1).
+    max_envs_in_memory: most sub-environments alive at once; episodes run in chunks of this
+      size, episode i still reset with seed + i. None: all at once; -1 (default): the env's
+      default (`default_max_envs`: 10 for Kitchen, else all at once). A deterministic policy
+      gives the same result for every chunk size (a stochastic one sees other keys per call).
 
   Returns:
     dict with return_mean, return_std, return_min, return_max, normalized_score_mean,
@@ -42,14 +65,47 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
   if num_episodes < 1:
     raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
   env_id = resolve_env_id(env_id)
-  envs = make_vector_env(env_id, num_episodes)
+  if max_envs_in_memory == -1:
+    max_envs_in_memory = default_max_envs(env_id)
+  if max_envs_in_memory is None:
+    max_envs_in_memory = num_episodes
+  if (isinstance(max_envs_in_memory, bool) or not isinstance(max_envs_in_memory, numbers.Integral)
+      or max_envs_in_memory < 1):
+    raise ValueError(f"max_envs_in_memory must be a positive integer, None or -1 (the env's "
+                     f"default), got {max_envs_in_memory!r}")
+  chunk = min(int(max_envs_in_memory), num_episodes)
+  returns = np.zeros(num_episodes, np.float64)
+  lengths = np.zeros(num_episodes, np.int64)
+  success = np.zeros(num_episodes, bool)
+  for start in range(0, num_episodes, chunk):
+    part = slice(start, min(start + chunk, num_episodes))
+    r, n, s = _run_chunk(policy_fn, env_id, part.stop - part.start, seed + start, obs_stats,
+                         max_steps)
+    returns[part], lengths[part], success[part] = r, n, s
+  scores = episode_scores(env_id, returns, success)
+  return {
+      "return_mean": float(returns.mean()),
+      "return_std": float(returns.std()),
+      "return_min": float(returns.min()),
+      "return_max": float(returns.max()),
+      "normalized_score_mean": float(np.mean(scores)),
+      "normalized_score_std": float(np.std(scores)),
+      "length_mean": float(lengths.mean()),
+      "num_episodes": int(num_episodes),
+      "success_rate": float(success.mean()),
+  }
+
+
+def _run_chunk(policy_fn, env_id: str, num: int, seed: int, obs_stats, max_steps):
+  """Episodes of `num` sub-envs (sub-env i reset with seed + i); closes them before returning."""
+  envs = make_vector_env(env_id, num)
   try:
     obs, _ = envs.reset(seed=int(seed))
     limit = max_steps or (envs.envs[0].spec.max_episode_steps or 1000) + 1
-    returns = np.zeros(num_episodes, np.float64)
-    lengths = np.zeros(num_episodes, np.int64)
-    active = np.ones(num_episodes, bool)
-    success = np.zeros(num_episodes, bool)
+    returns = np.zeros(num, np.float64)
+    lengths = np.zeros(num, np.int64)
+    active = np.ones(num, bool)
+    success = np.zeros(num, bool)
     for _ in range(limit):
       x = np.asarray(obs, np.float32)
       if obs_stats is not None:
@@ -65,18 +121,7 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
         break
   finally:
     envs.close()
-  scores = episode_scores(env_id, returns, success)
-  return {
-      "return_mean": float(returns.mean()),
-      "return_std": float(returns.std()),
-      "return_min": float(returns.min()),
-      "return_max": float(returns.max()),
-      "normalized_score_mean": float(np.mean(scores)),
-      "normalized_score_std": float(np.std(scores)),
-      "length_mean": float(lengths.mean()),
-      "num_episodes": int(num_episodes),
-      "success_rate": float(success.mean()),
-  }
+  return returns, lengths, success
 
 
 def _used_leaf_indices(act_fn, treedef, leaves, obs, key, deterministic) -> tuple[int, ...]:
