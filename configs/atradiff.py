@@ -21,8 +21,24 @@ Presets:
                              results used a locally built file: --config.atradiff.
                              offline_dataset=d4rl:data/halfcheetah-medium-replay.hdf5 from
                              experiments/build_dataset.py --env=halfcheetah --out=data/)
-  PAPER+fixes                every paper preset above (sac-ENV, redq-ENV, rlpd-ENV) with
-                             jaxaug's fixes switched on (FIXES below; docs/methods/atradiff.md)
+  rlpd-antmaze-DATA          offline-to-online on D4RL AntMaze (Sec. 5.2, Fig. 4): RLPD with its
+                             reference AntMaze settings (3x256 networks, one critic in the
+                             target, no entropy backup, rewards - 1 on every batch), 300k steps,
+                             `d4rl:<data_dir>/antmaze-DATA-v2.hdf5` (DATA: umaze, umaze-diverse,
+                             medium-play, medium-diverse, large-play, large-diverse)
+  rlpd-kitchen-DATA          the same on D4RL Kitchen (complete, partial, mixed; -v0 files),
+                             300k steps
+  rlpd-metaworld-TASK        Meta-World single task with ATraDiff's sparse success reward
+                             (env Meta-World/TASK-v3-sparse), 1M steps, offline data
+                             `d4rl:<data_dir>/metaworld-TASK-v3-sparse.hdf5` (a D4RL-layout file
+                             from experiments/build_dataset.py; the paper's SAC-collected data
+                             are not published). TASK: push (the paper's multi-task evaluation
+                             task) or one of the 8 tasks of its sequence task. NOT the paper's
+                             multi-task (14 tasks' data) or 8-task sequence environments:
+                             docs/methods/atradiff.md, "Suites"
+  PAPER+fixes                every paper preset above (sac-ENV, redq-ENV, rlpd-ENV and the suite
+                             presets) with jaxaug's fixes switched on (FIXES below;
+                             docs/methods/atradiff.md)
 ENV is hopper, halfcheetah or walker2d. The D4RL presets read
 `d4rl:<data_dir>/<ENV>-<dataset_quality>-v2.hdf5`, a lazy reference to `data_dir` and
 `dataset_quality` (default medium-replay; the paper's Fig. 12 also uses random, medium and
@@ -44,7 +60,21 @@ from jaxaug.configs_io import load_config_file
 ENVS = ("hopper", "halfcheetah", "walker2d")
 AGENTS = ("sac", "redq", "rlpd")
 CPU_PRESETS = ("cpu-hopper", "cpu-redq-hopper", "cpu-halfcheetah")
-PAPER_PRESETS = tuple(f"{a}-{e}" for a in AGENTS for e in ENVS)
+# Offline-to-online suites (Sec. 5.2, App. B): AntMaze's 6 datasets, Kitchen's 3, and Meta-World
+# tasks (Table 3: push is the multi-task setting's evaluation task, the other 8 form its
+# sequence task), each a single-task preset here.
+ANTMAZE = ("antmaze-umaze", "antmaze-umaze-diverse", "antmaze-medium-play",
+           "antmaze-medium-diverse", "antmaze-large-play", "antmaze-large-diverse")
+KITCHEN = ("kitchen-complete", "kitchen-partial", "kitchen-mixed")
+METAWORLD_EVAL_TASK = "push"
+METAWORLD_SEQUENCE = ("sweep", "sweep-into", "coffee-push", "box-close", "push-wall",
+                      "peg-insert-side", "basketball", "soccer")
+METAWORLD_TASKS = (METAWORLD_EVAL_TASK,) + METAWORLD_SEQUENCE
+SUITE_PRESETS = (tuple(f"rlpd-{d}" for d in ANTMAZE + KITCHEN)
+                 + tuple(f"rlpd-metaworld-{t}" for t in METAWORLD_TASKS))
+# Env steps of the learning curves: Fig. 4 (AntMaze, Kitchen: 300k), Fig. 5 (Meta-World: 1M).
+SUITE_ENV_STEPS = {"antmaze": 300_000, "kitchen": 300_000, "metaworld": 1_000_000}
+PAPER_PRESETS = tuple(f"{a}-{e}" for a in AGENTS for e in ENVS) + SUITE_PRESETS
 PRESETS = (("tiny", "tiny-rlpd") + CPU_PRESETS + PAPER_PRESETS
            + tuple(f"{p}+fixes" for p in PAPER_PRESETS))
 # jaxaug's fixes of the paper's method (config.atradiff field -> value), OFF in paper presets.
@@ -93,6 +123,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   if arg in CPU_PRESETS:
     parts = arg.split("-")  # cpu-[redq-]ENV
     return _cpu_scale("redq" if parts[1] == "redq" else "sac", parts[-1])
+  if arg in SUITE_PRESETS:
+    return _suite_preset(arg[len("rlpd-"):])
   agent, env = arg.split("-")
   c = _sibling(agent, env)
   c.agent_name = agent
@@ -163,4 +195,50 @@ def _cpu_scale(agent: str, env: str) -> ml_collections.ConfigDict:
   a.synthetic_capacity = 100_000
   a.queue_size = 64
   a.generation_interval = 250
+  return c
+
+
+def _suite_preset(name: str) -> ml_collections.ConfigDict:
+  """RLPD + ATraDiff (online adaptation) on an AntMaze / Kitchen dataset or a Meta-World task.
+
+  RLPD's reference (ikostrikov/rlpd) has run settings for AntMaze (README: 3x256 networks,
+  num_min_qs 1, no entropy backup, 300k steps; train_finetuning.py: rewards - 1 on every batch,
+  offline and online); it has none for Kitchen or Meta-World, which get its settings for the
+  other sparse-reward suites (AntMaze/Adroit: 3x256, no entropy backup) with the default two
+  critics in the target and no reward shift. The paper states none of these.
+  """
+  from jaxaug.envs import env_spec, resolve_env_id
+  from jaxaug.envs.suites.specs import metaworld_env_id
+  c = _sibling("rlpd", "hopper")  # RLPD's run settings: UTD 20, 5000 start steps, 10 episodes
+  c.agent_name = "rlpd"
+  if name.startswith("metaworld-"):
+    suite = "metaworld"
+    c.env_id = metaworld_env_id(name[len("metaworld-"):], sparse=True)  # App. B.2: sparse 0/1
+    data = f"{name}-v3-sparse"  # experiments/build_dataset.py --env=metaworld-TASK-v3-sparse
+  else:
+    suite = name.split("-")[0]
+    data = f"{name}-{'v2' if suite == 'antmaze' else 'v0'}"  # D4RL's file versions
+    c.env_id = resolve_env_id(data)
+  c.offline_dataset = "d4rl:" + c.get_ref("data_dir") + f"/{data}.hdf5"
+  c.agent.hidden_dims = (256, 256, 256)
+  c.agent.backup_entropy = False
+  c.agent.target_entropy = -env_spec(c.env_id).act_dim / 2.0  # RLPD's -|A|/2
+  # Added to the reward of every sampled batch (real, offline and synthetic rows alike), not
+  # to what the environment returns or evaluation reports.
+  c.reward_shift = 0.0
+  if suite == "antmaze":
+    c.agent.num_min_critics = 1  # README: --config.num_min_qs=1
+    c.reward_shift = -1.0  # train_finetuning.py: batch["rewards"] -= 1 for antmaze
+  c.num_env_steps = SUITE_ENV_STEPS[suite]
+  c.replay_capacity = c.num_env_steps  # the reference's online buffer holds max_steps
+  c.atradiff = atradiff_config()
+  a = c.atradiff
+  a.offline_dataset = c.get_ref("offline_dataset")  # the diffusers learn the same data
+  a.adapt = True  # Sec. 5.2: online adaptation (TD-error importance)
+  a.importance = "td_error"
+  # No termination rule computable from these observations (the AntMaze goal is not in the
+  # observation, Kitchen ends when all 4 tasks are done, Meta-World at success from the
+  # simulator's info): synthetic transitions are stored non-terminal and trajectories are cut
+  # by the pruner only.
+  a.terminal_fn = "none"
   return c

@@ -3,8 +3,8 @@
 One sub-environment per episode: episode i runs in a sub-env reset with seed + i and only its
 first episode counts, so the result depends on (policy, env_id, num_episodes, seed) alone. The
 episodes run in chunks of at most `max_envs_in_memory` sub-environments (each chunk's envs are
-closed before the next is built): a FrankaKitchen env holds 67-115 MB (its meshes and textures),
-so DTQL's 100 Kitchen episodes at once needed ~6.7 GB. The policy sees a whole chunk's
+closed before the next is built): a FrankaKitchen env holds ~56 MB (meshes, textures) beyond
+~240 MB the first one loads, so DTQL's 100 Kitchen episodes at once needed ~5.8 GB. The policy sees a whole chunk's
 (chunk, obs_dim) batch every step, so a jitted policy compiles once per chunk size (at most two).
 """
 
@@ -22,7 +22,7 @@ from jaxaug.envs import suites
 from jaxaug.envs.registry import episode_scores, make_vector_env, resolve_env_id
 
 # Default cap on simultaneous evaluation sub-envs per suite (None: every episode at once).
-# Kitchen: ~67-115 MB per env; 10 keeps an evaluation near 1 GB. The others are a few MB each,
+# Kitchen: ~56 MB per env; 10 keeps an evaluation near 0.8 GB (docs/suites.md, measured). The others are a few MB each,
 # and running all episodes as one batch makes one policy call per step instead of one per chunk.
 MAX_ENVS_IN_MEMORY = {"kitchen": 10}
 

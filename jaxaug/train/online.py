@@ -52,7 +52,7 @@ def episode_seed(seed: int, episode: int) -> int:
 
 
 def make_step_fn(agent, spec, batch_size: int, utd_ratio: int, sample_fn: SampleFn,
-                 sample_with_aux: bool = False):
+                 sample_with_aux: bool = False, reward_shift: float = 0.0):
   """The per-env-step work: `step(agent_state, buf, key, packed, random_action, aux=None,
   do_update=False) -> (agent_state, buf, key, action, metrics)`.
 
@@ -90,6 +90,8 @@ def make_step_fn(agent, spec, batch_size: int, utd_ratio: int, sample_fn: Sample
         batch = sample_fn(buf, k_sample, batch_size * utd_ratio, aux)
       else:
         batch = sample_fn(buf, k_sample, batch_size * utd_ratio)
+      if reward_shift:  # config.reward_shift: RLPD's AntMaze r - 1 on every sampled batch
+        batch = batch.replace(rewards=batch.rewards + reward_shift)
       if utd_ratio == 1 or not hasattr(agent, "update_utd"):
         agent_state, metrics = agent.update(agent_state, batch, k_update)
       else:
@@ -204,7 +206,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
             "qvel": np.zeros((capacity, nv), np.float64)} if config.record_infos else {})
   episode = _Episode(max_len, spec.act_dim)
   step_fn, first_action_fn = make_step_fn(agent, spec, int(config.batch_size),
-                                          int(config.utd_ratio), sample_fn, sample_with_aux)
+                                          int(config.utd_ratio), sample_fn, sample_with_aux,
+                                          reward_shift=float(config.get("reward_shift", 0.0)))
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
   latest = ckpt.latest_step()

@@ -56,7 +56,11 @@ SUITES: dict[str, Suite] = {
     "door": Suite(39, 28, 1, False, 30, 30, qualities=("human", "cloned", "expert")),
     "kitchen": Suite(60, 9, 0, False, 30, 29, qualities=("complete", "partial", "mixed")),
     "maze2d": Suite(4, 2, 1, False, 2, 2, goal=True, qualities=("umaze", "medium", "large")),
+    # Meta-World publishes no offline data: its presets (configs/atradiff.py) read the file
+    # experiments/build_dataset.py writes, metaworld-<task>-v3[-sparse].hdf5 (nq/nv of push).
+    "metaworld": Suite(39, 4, 3, False, 16, 15),
 }
+_METAWORLD_FILE = re.compile(r"metaworld-([a-z0-9-]+?)-v3(-sparse)?\.hdf5")
 
 # Minari dataset ids whose spaces are the same flat Boxes as above.
 MINARI_NAMESPACES = {"mujoco": ("hopper", "halfcheetah", "walker2d", "ant")}
@@ -81,6 +85,9 @@ def d4rl_filename(name: str) -> str:
 
 def parse_d4rl_filename(filename: str) -> tuple[str, str]:
   """'hopper-medium-v2.hdf5' -> ('hopper', 'medium'); ValueError naming the expected name."""
+  mw = _METAWORLD_FILE.fullmatch(os.path.basename(filename))
+  if mw:
+    return "metaworld", mw.group(1) + (mw.group(2) or "")
   m = re.fullmatch(r"(.+)-v(\d+)\.hdf5", os.path.basename(filename))
   if not m:
     raise ValueError(f"{filename!r}: D4RL files are named <dataset>-v<k>.hdf5")
@@ -115,7 +122,7 @@ def synthetic_episodes(env: str, seed: int = 0, total: int = 1200) -> dict[str, 
     actions = np.tanh(rng.normal(size=(ln, suite.act_dim))).astype(np.float32)
     terminals = np.zeros(ln, bool)
     timeouts = np.zeros(ln, bool)
-    if env == "antmaze":
+    if env in ("antmaze", "metaworld"):  # sparse success reward, terminal at success
       rewards = (rng.random(ln) < 0.05).astype(np.float32)
       terminals[:] = rewards > 0
       timeouts[-1] = not terminals[-1]

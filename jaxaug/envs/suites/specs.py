@@ -10,6 +10,9 @@ Canonical environment ids (what `jaxaug.envs.resolve_env_id` returns for a suite
   kitchen-microwave-kettle-bottomburner-light       FrankaKitchen, D4RL mixed tasks
   AdroitHandPen-v1, AdroitHandDoor-v1, AdroitHandHammer-v1, AdroitHandRelocate-v1
   Meta-World/<task>-v3                              e.g. Meta-World/reach-v3 (MT1, one task)
+  Meta-World/<task>-v3-sparse                       the same task with ATraDiff's sparse
+                                                    success reward (1 at success, which ends
+                                                    the episode; 0 otherwise)
 All of them present flat float32 observations in the layout of the D4RL files (docs/suites.md).
 """
 
@@ -127,15 +130,24 @@ D4RL_VERSIONS = {"antmaze": "v2", "maze2d": "v1", "kitchen": "v0", "pen": "v1", 
 _MINARI_DOMAINS = {"antmaze": "antmaze", "pointmaze": "maze2d", "kitchen": "kitchen",
                    "pen": "pen", "door": "door", "hammer": "hammer", "relocate": "relocate"}
 
-_METAWORLD_RE = re.compile(r"^(?:meta-?world|mw)[/:-]([a-z0-9-]+?)(?:-v\d+)?$")
+_METAWORLD_RE = re.compile(r"^(?:meta-?world|mw)[/:-]([a-z0-9-]+?)(?:-v\d+)?(-sparse)?$")
+METAWORLD_SPARSE = "-sparse"  # env id suffix of the sparse success-reward variant
 
 
-def metaworld_env_id(task: str) -> str:
-  return f"Meta-World/{task}-v3"
+def metaworld_env_id(task: str, sparse: bool = False) -> str:
+  return f"Meta-World/{task}-v3" + (METAWORLD_SPARSE if sparse else "")
+
+
+def metaworld_sparse(env_id: str) -> bool:
+  """True for 'Meta-World/<task>-v3-sparse' (ATraDiff's sparse success reward)."""
+  return env_id.startswith("Meta-World/") and env_id.endswith("-v3" + METAWORLD_SPARSE)
 
 
 def metaworld_task(env_id: str) -> str:
-  return env_id.split("/", 1)[1][:-len("-v3")]
+  name = env_id.split("/", 1)[1]
+  if name.endswith(METAWORLD_SPARSE):
+    name = name[:-len(METAWORLD_SPARSE)]
+  return name[:-len("-v3")]
 
 
 def resolve_suite_id(name: str) -> str | None:
@@ -148,7 +160,7 @@ def resolve_suite_id(name: str) -> str | None:
   lower = text.lower()
   m = _METAWORLD_RE.match(lower)
   if m:
-    return metaworld_env_id(m.group(1))
+    return metaworld_env_id(m.group(1), sparse=bool(m.group(2)))
   for env_id in SUITE_ENVS:  # case-insensitive canonical ids
     if lower == env_id.lower():
       return env_id
@@ -162,6 +174,9 @@ def resolve_suite_id(name: str) -> str | None:
       return d4rl
   base = parts[-1]
   base = re.sub(r"\.(hdf5|h5|npz)$", "", base)
+  m = _METAWORLD_RE.match(base)  # a file named like the env: DIR/metaworld-push-v3-sparse.hdf5
+  if m:
+    return metaworld_env_id(m.group(1), sparse=bool(m.group(2)))
   base = re.sub(r"-v\d+$", "", base)
   base = re.sub(r"-(sparse|dense)$", "", base)
   if base in D4RL_DATASETS:
@@ -175,12 +190,14 @@ def suite_env(env_id: str) -> SuiteEnv:
   """The SuiteEnv of a canonical id (Meta-World tasks are built on demand)."""
   if env_id in SUITE_ENVS:
     return SUITE_ENVS[env_id]
-  if env_id.startswith("Meta-World/") and env_id.endswith("-v3"):
+  if env_id.startswith("Meta-World/") and (env_id.endswith("-v3") or metaworld_sparse(env_id)):
     task = metaworld_task(env_id)
+    note = ("sparse reward: 1 at the first success, which ends the episode, else 0 (ATraDiff)"
+            if metaworld_sparse(env_id) else "Meta-World's dense v3 reward")
     return SuiteEnv(env_id, "metaworld", METAWORLD_OBS_DIM, METAWORLD_ACT_DIM, METAWORLD_STEPS,
                     ((f"Meta-World {task}-v3 observation (hand, gripper, objects, goal)",
                       METAWORLD_OBS_DIM),), gym_id="Meta-World/MT1",
-                    note="scored by success rate (success at any step)")
+                    note=note + "; scored by success rate (success at any step)")
   raise KeyError(env_id)
 
 

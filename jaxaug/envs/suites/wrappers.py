@@ -214,6 +214,23 @@ def _adroit(spec: SuiteEnv, **kwargs):
                                   **kwargs))
 
 
+def sparse_success_reward(env):
+  """ATraDiff's Meta-World reward (its App. B.2): 1 when the step's info says success, else 0;
+  the first success ends the episode (terminated), so a return is 0 or 1 = the episode's
+  success, the per-episode "return" the paper's Meta-World panels plot. The time limit is
+  unchanged. Meta-World's own success criterion decides (info['success'])."""
+  import gymnasium as gym
+
+  class SparseSuccessReward(gym.Wrapper):
+
+    def step(self, action):
+      o, _, terminated, truncated, info = self.env.step(action)
+      success = bool(info.get("success", False))
+      return o, float(success), bool(terminated or success), truncated, info
+
+  return SparseSuccessReward(env)
+
+
 # MT1's 50 goal variations are drawn from this seed, so every env of a task has the same 50.
 METAWORLD_BENCHMARK_SEED = 0
 
@@ -227,7 +244,7 @@ def _metaworld(spec: SuiteEnv, seed=None, **kwargs):
   import gymnasium as gym
   compat.require("metaworld")
   from metaworld.wrappers import RandomTaskSelectWrapper
-  from jaxaug.envs.suites.specs import metaworld_task
+  from jaxaug.envs.suites.specs import metaworld_sparse, metaworld_task
   env = gym.make("Meta-World/MT1", env_name=f"{metaworld_task(spec.env_id)}-v3",
                  seed=METAWORLD_BENCHMARK_SEED, **kwargs)
   selector = env
@@ -238,7 +255,8 @@ def _metaworld(spec: SuiteEnv, seed=None, **kwargs):
   def pick_task(rng):
     selector.unwrapped.set_task(selector.tasks[int(rng.integers(len(selector.tasks)))])
 
-  return _flat_env(spec, env, before_reset=pick_task)
+  env = _flat_env(spec, env, before_reset=pick_task)
+  return sparse_success_reward(env) if metaworld_sparse(spec.env_id) else env
 
 
 _FACTORIES = {"antmaze": _antmaze, "maze2d": _maze2d, "kitchen": _kitchen, "adroit": _adroit}
