@@ -64,6 +64,15 @@ def agent_config(name, **overrides):
 _RUNNERS = {}
 
 
+def actor_params(state):
+  """The actor's parameters (one TrainState per network, jaxaug.agents.common)."""
+  return state.actor.params
+
+
+def critic_params(state):
+  return state.critic.params
+
+
 def runner(name, config_key=()):
   """jit(lax.scan of CHUNK updates) for one seed, cached per agent and config."""
   key = (name, config_key)
@@ -76,8 +85,8 @@ def runner(name, config_key=()):
         rng, k_batch, k_update = jax.random.split(rng, 3)
         new, metrics = agent.update(state, sample_transitions(data, k_batch, 128), k_update)
         # Whether this step changed the actor (checks TD3+BC's delay inside scan and vmap).
-        moved = [jnp.any(a != b) for a, b in zip(jax.tree.leaves(new.actor_params),
-                                                 jax.tree.leaves(state.actor_params))]
+        moved = [jnp.any(a != b) for a, b in zip(jax.tree.leaves(actor_params(new)),
+                                                 jax.tree.leaves(actor_params(state)))]
         return (new, rng), {**metrics, "_actor_moved": jnp.any(jnp.stack(moved))}
       (state, rng), metrics = jax.lax.scan(body, (state, rng), None, length=CHUNK)
       return state, rng, metrics
@@ -107,7 +116,7 @@ def policy_error(agent, state, obs):
 
 def critic_values(name, state, obs, actions):
   agent = agents.get_agent(name)
-  return agent.critic_net(state.hp).apply(state.critic_params, obs, actions).min(0)
+  return state.critic.apply_fn(critic_params(state), obs, actions).min(0)
 
 
 @pytest.mark.parametrize("name", ["td3bc", "iql", "cql", "mcq"])
@@ -152,8 +161,8 @@ def test_td3bc_policy_delay_updates_actor_every_second_step():
   for i in range(1, 5):
     new, _ = update(state, batch, jax.random.PRNGKey(i))
     assert int(new.step) == i
-    assert not _leaves_equal(new.critic_params, state.critic_params)  # critic every step
-    actor_moved = not _leaves_equal(new.actor_params, state.actor_params)
+    assert not _leaves_equal(critic_params(new), critic_params(state))  # critic every step
+    actor_moved = not _leaves_equal(actor_params(new), actor_params(state))
     targets_moved = not _leaves_equal(new.target_critic_params, state.target_critic_params)
     seen.append((actor_moved, targets_moved))
     state = new

@@ -1,9 +1,17 @@
-"""Small helpers shared by the agents: static hyperparameters, optimisers, TD losses.
+"""The agent convention and the small pieces every agent shares.
 
-Every agent keeps its hyperparameters as one frozen, hashable dataclass in a static field of
-its state (`flax.struct.field(pytree_node=False)`), built from the agent's ConfigDict by
-`hparams_from_config`. Networks and optimisers are rebuilt from those hyperparameters inside
-`update`/`act` (they are cheap Python objects; only their parameters and states are pytrees).
+An agent's state is one `flax.struct.PyTreeNode` holding one `flax.training.train_state.
+TrainState` per trained network (static `apply_fn` and `tx`), its target parameters, and `hp`,
+a `Hyper` built from the agent's `get_config()` by `hyper_from_config` (no second list of the
+same fields). In `hp`:
+  * every float hyperparameter (discount, tau, alpha, expectile, temperatures, ...) is a pytree
+    leaf, a float32 scalar: states that differ only in those values have the same structure and
+    can be stacked and vmapped like seeds (a sweep axis);
+  * ints, bools, strings and tuples (network sizes, number of critics, policy delay, switches)
+    are static: part of the jit cache key, as structure should be;
+  * learning rates are not in `hp`: they live where they act, in each optimiser's state
+    (`adam(lr)` below is `optax.inject_hyperparams(optax.adam)`), so they are leaves too and a
+    value in `hp` could never silently disagree with the one the optimiser uses.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any, Mapping, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxaug.types import EnvSpec
@@ -26,6 +35,143 @@ def _freeze(value: Any) -> Any:
   if isinstance(value, (list, tuple)):
     return tuple(_freeze(v) for v in value)
   return value
+
+
+_SPEC_FIELDS = ("obs_dim", "act_dim", "max_action")
+
+
+def is_lr_field(name: str) -> bool:
+  return name == "lr" or name.endswith("_lr")
+
+
+@jax.tree_util.register_pytree_node_class
+class Hyper:
+  """Hyperparameters as data: float fields are float32 leaves, all others static aux data.
+
+  Read with attribute access (`hp.discount`); `hp.replace(tau=0.01)` returns a copy (a float
+  stays a leaf, anything else stays static). `static_key` is hashable and names the structure
+  (use it, not `hp`, as a cache key: leaves may be tracers).
+  """
+
+  __slots__ = ("_leaves", "_static")
+  __hash__ = None  # leaves may be tracers: cache on `static_key`, never on a Hyper
+
+  def __init__(self, leaves: Mapping[str, Any], static: Mapping[str, Any]):
+    overlap = set(leaves) & set(static)
+    if overlap:
+      raise ValueError(f"Hyper fields {sorted(overlap)} are both leaves and static")
+    object.__setattr__(self, "_leaves", dict(leaves))
+    object.__setattr__(self, "_static", dict(static))
+
+  def __getattr__(self, name: str) -> Any:
+    for part in ("_leaves", "_static"):
+      values = object.__getattribute__(self, part)
+      if name in values:
+        return values[name]
+    raise AttributeError(f"hyperparameter {name!r} is not set; known: {sorted(self.names)}")
+
+  def __setattr__(self, name, value):
+    raise AttributeError("Hyper is immutable; use hp.replace(...)")
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(sorted({**self._leaves, **self._static}))
+
+  @property
+  def leaf_names(self) -> tuple[str, ...]:
+    return tuple(sorted(self._leaves))
+
+  @property
+  def static_key(self) -> tuple:
+    return (tuple(sorted(self._leaves)), tuple(sorted(self._static.items())))
+
+  def as_dict(self) -> dict[str, Any]:
+    return {**self._static, **self._leaves}
+
+  def replace(self, **values: Any) -> "Hyper":
+    leaves, static = dict(self._leaves), dict(self._static)
+    for k, v in values.items():
+      if k in leaves:
+        leaves[k] = jnp.asarray(v, jnp.float32)
+      elif k in static:
+        static[k] = _freeze(v)
+      else:
+        raise AttributeError(f"hyperparameter {k!r} is not set; known: {sorted(self.names)}")
+    return Hyper(leaves, static)
+
+  def tree_flatten(self):
+    names = tuple(sorted(self._leaves))
+    return tuple(self._leaves[n] for n in names), (names, tuple(sorted(self._static.items())))
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    names, static = aux
+    return cls(dict(zip(names, children)), dict(static))
+
+  def __repr__(self) -> str:
+    def show(v):
+      try:
+        return f"{float(v):g}"
+      except Exception:  # tracers, arrays with a sweep axis
+        return f"<{getattr(v, 'shape', '?')}>"
+    leaves = ", ".join(f"{k}={show(v)}" for k, v in sorted(self._leaves.items()))
+    static = ", ".join(f"{k}={v!r}" for k, v in sorted(self._static.items()))
+    return f"Hyper({leaves}; static: {static})"
+
+
+def _is_float(v: Any) -> bool:
+  return isinstance(v, (float, np.floating)) and not isinstance(v, bool)
+
+
+def hyper_from_config(config: Mapping[str, Any] | None, defaults: Mapping[str, Any],
+                      spec: EnvSpec | None, agent_name: str, *, static: tuple[str, ...] = (),
+                      derived: Mapping[str, Any] | None = None) -> Hyper:
+  """The agent's `Hyper` from its ConfigDict (`defaults` = the agent's `get_config()`).
+
+  A key of `config` that `defaults` lacks is a ValueError naming it (typos in
+  `--config.agent.xxx` fail loudly); a key `config` lacks takes the default (configs saved
+  before a field existed). Ranges are checked (`check_ranges`). Learning rates are left out
+  (they go to the optimisers). Float values become leaves unless named in `static`; `spec`
+  adds obs_dim, act_dim and max_action (static); `derived` adds or overrides computed values
+  (e.g. a target entropy of -|A|) after the checks.
+  """
+  given = dict(config.items()) if config is not None else {}
+  known = set(defaults.keys())
+  unknown = sorted(set(given) - known)
+  if unknown:
+    raise ValueError(f"config.agent for {agent_name!r} has unknown field(s) {unknown}; "
+                     f"known fields: {sorted(known)}")
+  values = {k: _freeze(v) for k, v in {**dict(defaults.items()), **given}.items()}
+  check_ranges(values, agent_name)
+  values = {k: v for k, v in values.items() if not is_lr_field(k)}
+  if spec is not None:
+    values.update(obs_dim=int(spec.obs_dim), act_dim=int(spec.act_dim),
+                  max_action=float(spec.max_action))
+  values.update(derived or {})
+  static_names = set(static) | set(_SPEC_FIELDS)
+  leaves = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()
+            if _is_float(v) and k not in static_names}
+  rest = {k: v for k, v in values.items() if k not in leaves}
+  return Hyper(leaves, rest)
+
+
+def adam(learning_rate: float, **kwargs: Any) -> optax.GradientTransformation:
+  """Adam whose learning rate is a leaf of its state (`opt_state.hyperparams`), so that it can
+  differ along a sweep axis; numerically the same as `optax.adam(learning_rate)`."""
+  # Only the learning rate is injected: b1, b2 and eps stay Python constants, as in optax.adam.
+  static = ("b1", "b2", "eps", "eps_root", "mu_dtype", "nesterov")
+  return optax.inject_hyperparams(optax.adam, static_args=static)(learning_rate=learning_rate,
+                                                                   **kwargs)
+
+
+def learning_rate(train_state) -> jax.Array:
+  """The learning rate a TrainState built with `adam` (or another injected optimiser) uses."""
+  return train_state.opt_state.hyperparams["learning_rate"]
+
+
+def copy_tree(tree: Any) -> Any:
+  """A copy with distinct buffers (target networks: a donated state must not alias)."""
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
 def hparams_from_config(cls: type[H], config: Mapping[str, Any] | None, spec: EnvSpec,

@@ -8,13 +8,11 @@ State normalisation (Sec. 4) is done by the data layer (`config.normalize_obs`).
 
 from __future__ import annotations
 
-import dataclasses
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
+from flax.training.train_state import TrainState
 
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
@@ -38,73 +36,49 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-@dataclasses.dataclass(frozen=True)
-class Hparams:
-  obs_dim: int
-  act_dim: int
-  max_action: float
-  actor_lr: float
-  critic_lr: float
-  hidden_dims: tuple[int, ...]
-  discount: float
-  tau: float
-  alpha: float
-  policy_noise: float
-  noise_clip: float
-  policy_delay: int
-  exploration_noise: float
-
-
 class TD3BCState(flax.struct.PyTreeNode):
-  actor_params: dict
-  critic_params: dict
+  actor: TrainState
+  critic: TrainState
   target_actor_params: dict
   target_critic_params: dict
-  actor_opt_state: optax.OptState
-  critic_opt_state: optax.OptState
-  step: jax.Array  # number of updates done (int32)
   last_actor_metrics: dict  # actor metrics of the latest delayed update, reported in between
-  hp: Hparams = flax.struct.field(pytree_node=False)
+  hp: common.Hyper
+
+  @property
+  def step(self) -> jax.Array:
+    """Number of updates done (one critic step each)."""
+    return self.critic.step
 
 
 # ----------------------------------------------------------------------------- networks
-def actor_net(hp: Hparams) -> DeterministicPolicy:
+def actor_net(hp: common.Hyper) -> DeterministicPolicy:
   return DeterministicPolicy(hp.act_dim, hp.hidden_dims, hp.max_action)
 
 
-def critic_net(hp: Hparams) -> CriticEnsemble:
-  return CriticEnsemble(num_critics=2, hidden_dims=hp.hidden_dims)
-
-
-def actor_tx(hp: Hparams) -> optax.GradientTransformation:
-  return optax.adam(hp.actor_lr)
-
-
-def critic_tx(hp: Hparams) -> optax.GradientTransformation:
-  return optax.adam(hp.critic_lr)
+def critic_net(hp: common.Hyper, num_critics: int = 2) -> CriticEnsemble:
+  return CriticEnsemble(num_critics=num_critics, hidden_dims=hp.hidden_dims)
 
 
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
          ) -> TD3BCState:
-  hp = common.hparams_from_config(Hparams, config if config is not None else get_config(),
-                                  spec, "td3bc")
+  hp = common.hyper_from_config(config, get_config(), spec, "td3bc")
+  config = config if config is not None else get_config()
   if hp.policy_delay < 1:
     raise ValueError(f"config.agent.policy_delay must be >= 1, got {hp.policy_delay}")
   k_actor, k_critic = jax.random.split(key)
   obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
-  actor_params = actor_net(hp).init(k_actor, obs)
-  critic_params = critic_net(hp).init(k_critic, obs, act)
-  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # distinct buffers (safe to donate)
+  actor_def, critic_def = actor_net(hp), critic_net(hp)
+  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
+                            tx=common.adam(config.get("actor_lr", get_config().actor_lr)))
+  critic = TrainState.create(apply_fn=critic_def.apply,
+                             params=critic_def.init(k_critic, obs, act),
+                             tx=common.adam(config.get("critic_lr", get_config().critic_lr)))
+  zero = jnp.zeros((), jnp.float32)
   return TD3BCState(
-      actor_params=actor_params, critic_params=critic_params,
-      target_actor_params=copy(actor_params), target_critic_params=copy(critic_params),
-      actor_opt_state=actor_tx(hp).init(actor_params),
-      critic_opt_state=critic_tx(hp).init(critic_params),
-      step=jnp.zeros((), jnp.int32),
-      last_actor_metrics={"actor_loss": jnp.zeros(()), "bc_loss": jnp.zeros(()),
-                          "lambda": jnp.zeros(())},
-      hp=hp)
+      actor=actor, critic=critic, target_actor_params=common.copy_tree(actor.params),
+      target_critic_params=common.copy_tree(critic.params),
+      last_actor_metrics={"actor_loss": zero, "bc_loss": zero, "lambda": zero}, hp=hp)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -113,23 +87,22 @@ def critic_loss(critic_params, state: TD3BCState, batch: Transitions, key: jax.A
   hp = state.hp
   noise = jnp.clip(jax.random.normal(key, batch.actions.shape) * hp.policy_noise * hp.max_action,
                    -hp.noise_clip * hp.max_action, hp.noise_clip * hp.max_action)
-  next_actions = actor_net(hp).apply(state.target_actor_params, batch.next_observations)
+  next_actions = state.actor.apply_fn(state.target_actor_params, batch.next_observations)
   next_actions = jnp.clip(next_actions + noise, -hp.max_action, hp.max_action)
-  next_q = critic_net(hp).apply(state.target_critic_params, batch.next_observations,
-                                next_actions).min(axis=0)
+  next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations,
+                                 next_actions).min(axis=0)
   target = common.td_target(batch.rewards, batch.masks, hp.discount, next_q)
-  q = critic_net(hp).apply(critic_params, batch.observations, batch.actions)  # (2, B)
+  q = state.critic.apply_fn(critic_params, batch.observations, batch.actions)  # (2, B)
   loss = jnp.mean(jnp.square(q - target), axis=1).sum()  # sum of the two critics' MSEs
   return loss, {"critic_loss": loss, "q": q.mean(), "target_q": target.mean()}
 
 
-def actor_loss(actor_params, critic_params, hp: Hparams, batch: Transitions):
+def actor_loss(actor_params, critic_params, hp: common.Hyper, batch: Transitions):
   """-lambda * Q1(s, pi(s)) + MSE(pi(s), a), lambda = alpha / mean|Q| (paper Eq. 3)."""
   pi = actor_net(hp).apply(actor_params, batch.observations)
   # Only Q1 enters the actor loss: slice it out of the ensemble rather than run both critics.
   q1_params = jax.tree.map(lambda x: x[:1], critic_params)
-  q = CriticEnsemble(num_critics=1, hidden_dims=hp.hidden_dims).apply(
-      q1_params, batch.observations, pi)[0]
+  q = critic_net(hp, num_critics=1).apply(q1_params, batch.observations, pi)[0]
   lmbda = jax.lax.stop_gradient(hp.alpha / jnp.mean(jnp.abs(q)))
   bc = common.mse(pi, batch.actions)
   loss = -lmbda * q.mean() + bc
@@ -139,25 +112,22 @@ def actor_loss(actor_params, critic_params, hp: Hparams, batch: Transitions):
 # ----------------------------------------------------------------------------- update
 def update(state: TD3BCState, batch: Transitions, key: jax.Array):
   hp = state.hp
-  step = state.step + 1
-  grads, info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, key)
-  critic_params, critic_opt_state = common.apply_updates(
-      critic_tx(hp), grads, state.critic_opt_state, state.critic_params)
-  state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state, step=step)
+  grads, info = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, key)
+  state = state.replace(critic=state.critic.apply_gradients(grads=grads))
 
   def actor_and_targets(s: TD3BCState) -> TD3BCState:
     # Delayed policy update (TD3 Sec. 5.2): actor on the fresh critic, then both targets.
-    g, actor_info = jax.grad(actor_loss, has_aux=True)(s.actor_params, s.critic_params, hp, batch)
-    actor_params, actor_opt_state = common.apply_updates(
-        actor_tx(hp), g, s.actor_opt_state, s.actor_params)
+    g, actor_info = jax.grad(actor_loss, has_aux=True)(s.actor.params, s.critic.params, hp,
+                                                       batch)
+    actor = s.actor.apply_gradients(grads=g)
     return s.replace(
-        actor_params=actor_params, actor_opt_state=actor_opt_state,
-        target_actor_params=polyak(s.target_actor_params, actor_params, hp.tau),
-        target_critic_params=polyak(s.target_critic_params, s.critic_params, hp.tau),
+        actor=actor,
+        target_actor_params=polyak(s.target_actor_params, actor.params, hp.tau),
+        target_critic_params=polyak(s.target_critic_params, s.critic.params, hp.tau),
         last_actor_metrics=actor_info)
 
   # lax.cond skips the actor's work on odd steps; under vmap it becomes a select, still exact.
-  state = jax.lax.cond(step % hp.policy_delay == 0, actor_and_targets, lambda s: s, state)
+  state = jax.lax.cond(state.step % hp.policy_delay == 0, actor_and_targets, lambda s: s, state)
   return state, {**info, **state.last_actor_metrics}
 
 
@@ -165,7 +135,7 @@ def update(state: TD3BCState, batch: Transitions, key: jax.Array):
 def act(state: TD3BCState, observations: jax.Array, key: jax.Array,
         deterministic: bool = True) -> jax.Array:
   hp = state.hp
-  actions = actor_net(hp).apply(state.actor_params, observations)
+  actions = state.actor.apply_fn(state.actor.params, observations)
   if not deterministic:
     noise = jax.random.normal(key, actions.shape) * hp.exploration_noise * hp.max_action
     actions = jnp.clip(actions + noise, -hp.max_action, hp.max_action)
