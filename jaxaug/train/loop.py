@@ -6,6 +6,8 @@ over device-resident data:
   * K updates per dispatch in `lax.scan`, metrics averaged over the K and fetched from the
     device only when logged;
   * optional vmap over a leading seed axis (`num_seeds`): several seeds in one program;
+  * or (`sweep=SweepAxis(...)`, jaxaug.train.sweep) over a leading axis of sweep points
+    (seeds x float hyperparameters), sharded over the `sweep` axis of a 2-D mesh;
   * one data-parallel path (jaxaug.train.mesh): state replicated, each sampled batch sharded
     over the `data` axis, buffers donated;
   * orbax checkpoints every `checkpoint_every` steps holding the learner state *and* the RNG
@@ -55,6 +57,20 @@ class LoopHooks:
 
 
 @dataclasses.dataclass(frozen=True)
+class SweepAxis:
+  """A leading axis of `size` sweep points (jaxaug.train.sweep) instead of the seed axis.
+
+  init: () -> (state, rng), host pytrees stacked on axis 0 (point p's state and the loop key of
+    a single run of point p). run_training shards them over the mesh's `sweep` axis.
+  make_logger: resume_step -> an object with log(step, record) and close(); the record's values
+    carry the point axis (train metrics, and whatever eval_fn returns per point).
+  """
+  init: Callable[[], tuple[Any, Any]]
+  size: int
+  make_logger: Callable[[int], Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LoopConfig:
   num_steps: int
   batch_size: int
@@ -91,12 +107,16 @@ class LoopConfig:
 
 
 def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num_updates: int,
-                  mesh, num_seeds: int = 1, before_update: BeforeUpdateFn | None = None):
+                  mesh, num_seeds: int = 1, before_update: BeforeUpdateFn | None = None,
+                  sweep: bool = False):
   """Build the jitted function: (state, rng, data) -> (state, rng, mean metrics).
 
   With num_seeds > 1 the state and rng carry a leading seed axis and the data is shared.
-  `before_update` (LoopHooks) runs before each update's sampling.
+  `before_update` (LoopHooks) runs before each update's sampling. With `sweep` (a mesh with a
+  `sweep` axis) the leading axis is the sweep axis: state and rng sharded over `sweep`, each
+  point's batch over `data`; metrics come back replicated (every process can read them).
   """
+  shard_batch = mesh is not None and (num_seeds == 1 or sweep)
 
   def one_update(carry, _, data):
     state, rng = carry
@@ -105,7 +125,7 @@ def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num
       state, sample_data = before_update(state, data)
     rng, k_sample, k_update = jax.random.split(rng, 3)
     batch = sample_fn(sample_data, k_sample, batch_size)
-    if mesh is not None and num_seeds == 1:
+    if shard_batch:
       batch = mesh_lib.shard_batch_constraint(batch, mesh)
     state, metrics = update_fn(state, batch, k_update)
     return (state, rng), metrics
@@ -115,6 +135,13 @@ def make_dispatch(update_fn: UpdateFn, sample_fn: SampleFn, batch_size: int, num
         lambda c, x: one_update(c, x, data), (state, rng), None, length=num_updates)
     return state, rng, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
+  if sweep:
+    # spmd_axis_name: the vmapped axis of every sharding constraint inside is `sweep`, so a
+    # point's batch is sharded P('sweep', 'data') and never gathered across points.
+    dispatch = jax.vmap(dispatch, in_axes=(0, 0, None), spmd_axis_name=mesh_lib.SWEEP_AXIS)
+    sw, rep = mesh_lib.sweep_sharding(mesh), mesh_lib.replicated_sharding(mesh)
+    return jax.jit(dispatch, donate_argnums=(0, 1), in_shardings=(sw, sw, rep),
+                   out_shardings=(sw, sw, rep))
   if num_seeds > 1:
     dispatch = jax.vmap(dispatch, in_axes=(0, 0, None))
   if mesh is None:
@@ -198,23 +225,44 @@ def run_training(
     mesh=None,
     is_main: bool | None = None,
     hooks: LoopHooks | None = None,
+    sweep: SweepAxis | None = None,
 ) -> tuple[Any, dict]:
   """Train, checkpoint, resume. Returns (final state, last logged metrics).
 
   init_fn(key) builds one seed's state; with num_seeds > 1 it is vmapped. eval_fn(state, step)
   runs on the host at eval steps and returns scalars to log (state has the seed axis when
   num_seeds > 1). `meta` (JSON-able) is stored with every checkpoint.
+
+  With `sweep` (SweepAxis) the initial state comes from sweep.init (init_fn is not used),
+  `mesh` must be a sweep mesh (mesh.make_sweep_mesh) whose `sweep` size divides sweep.size,
+  and the logger comes from sweep.make_logger.
   """
   cfg.validate()
+  if sweep is not None:
+    if cfg.num_seeds != 1:
+      raise ValueError(f"config.num_seeds={cfg.num_seeds}: a sweep replaces the seed axis; "
+                       "sweep over seed instead (e.g. seed=range(4)) with num_seeds=1")
+    mesh = mesh if mesh is not None else mesh_lib.make_sweep_mesh()
+    n_sweep = mesh.shape[mesh_lib.SWEEP_AXIS]
+    if sweep.size % n_sweep:
+      raise ValueError(f"{sweep.size} sweep points cannot be split over {n_sweep} devices on "
+                       "the 'sweep' mesh axis (pad the points: jaxaug.train.sweep)")
+    if cfg.batch_size % mesh.shape[mesh_lib.DATA_AXIS]:
+      raise ValueError(f"config.batch_size={cfg.batch_size} must be divisible by the 'data' mesh "
+                       f"axis ({mesh.shape[mesh_lib.DATA_AXIS]} devices)")
   mesh = mesh if mesh is not None else mesh_lib.make_data_mesh()
-  if cfg.num_seeds == 1:
+  if cfg.num_seeds == 1 and sweep is None:
     mesh_lib.check_batch_divisible(cfg.batch_size, mesh)
   is_main = mesh_lib.is_main_process() if is_main is None else is_main
   k = cfg.updates_per_dispatch
 
-  init_keys, rng = seed_keys(cfg.seed, cfg.num_seeds)
-  state = jax.jit(seed_init(init_fn, cfg.num_seeds))(init_keys)
-  state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
+  if sweep is not None:
+    state, rng = mesh_lib.shard_sweep(sweep.init(), mesh)
+    data = mesh_lib.replicate(data, mesh)
+  else:
+    init_keys, rng = seed_keys(cfg.seed, cfg.num_seeds)
+    state = jax.jit(seed_init(init_fn, cfg.num_seeds))(init_keys)
+    state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
 
   ckpt = None
   step = 0
@@ -232,12 +280,16 @@ def run_training(
               in ckpt.restore_meta(latest).get("last", {}).items()}
       logging.info("Resumed from %s at step %d", ckpt.directory, step)
   # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
-  logger = MetricLogger(workdir, cfg.num_steps, is_main=is_main and workdir is not None,
-                        resume_step=step) if workdir else None
+  if sweep is not None and sweep.make_logger is not None:
+    logger = sweep.make_logger(step)
+  else:
+    logger = MetricLogger(workdir, cfg.num_steps, is_main=is_main and workdir is not None,
+                          resume_step=step) if workdir else None
 
   hooks = hooks or LoopHooks()
-  dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh, cfg.num_seeds,
-                           before_update=hooks.before_update)
+  dispatch = make_dispatch(update_fn, sample_fn, cfg.batch_size, k, mesh,
+                           sweep.size if sweep is not None else cfg.num_seeds,
+                           before_update=hooks.before_update, sweep=sweep is not None)
   pending = None  # the previous dispatch's finiteness, checked one dispatch late
   while step < cfg.num_steps:
     if hooks.between_dispatches is not None:

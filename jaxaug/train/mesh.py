@@ -82,3 +82,63 @@ def shard_batch_constraint(tree: Any, mesh: Mesh) -> Any:
   """Inside jit: ask XLA to shard every leaf's leading axis over `data`."""
   sharding = batch_sharding(mesh)
   return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
+
+
+# ------------------------------------------------------------------------------------------
+# Sweeps (jaxaug.train.sweep): a 2-D mesh (`sweep` x `data`). Learner states and loop keys carry
+# a leading axis of P sweep points sharded over `sweep` (each device trains its share of the
+# points); the dataset is replicated and each point's batch is sharded over `data`.
+
+SWEEP_AXIS = "sweep"
+
+
+def make_sweep_mesh(sweep_devices: int | None = None, devices: list | None = None) -> Mesh:
+  """A (sweep, data) mesh over `devices` (default: every device of every process).
+
+  `sweep_devices` devices along `sweep` (default: all of them, so `data` has size 1); the rest
+  of the factor goes to `data`. A clear error when it does not divide the device count.
+  """
+  devices = list(devices if devices is not None else jax.devices())
+  n = len(devices)
+  s = n if sweep_devices is None or sweep_devices <= 0 else int(sweep_devices)
+  if n % s:
+    raise ValueError(f"sweep_devices={s} must divide the number of devices ({n})")
+  return jax.make_mesh((s, n // s), (SWEEP_AXIS, DATA_AXIS),
+                       axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+
+
+def is_sweep_mesh(mesh: Mesh) -> bool:
+  return SWEEP_AXIS in mesh.axis_names
+
+
+def sweep_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading axis over `sweep`, the rest replicated (over `data`)."""
+  return NamedSharding(mesh, P(SWEEP_AXIS))
+
+
+def shard_sweep(tree: Any, mesh: Mesh) -> Any:
+  """Place a host pytree whose leaves have a leading sweep axis (identical on every process)
+  with that axis sharded over `sweep`. Works multi-host (each process fills its own shards).
+  PRNG key arrays go through their key data."""
+  sharding = sweep_sharding(mesh)
+
+  def put(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      impl = jax.random.key_impl(x)
+      raw = put(np.asarray(jax.random.key_data(x)))
+      return jax.jit(lambda r: jax.random.wrap_key_data(r, impl=impl),
+                     out_shardings=sharding)(raw)
+    host = np.asarray(x)
+    if jax.process_count() == 1:
+      return jax.device_put(host, sharding)
+    return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+  return jax.tree.map(put, tree)
+
+
+def gather_to_host(tree: Any, mesh: Mesh) -> Any:
+  """Every leaf as a numpy array on every process (a sharded array of several hosts included)."""
+  rep = replicated_sharding(mesh)
+  full = jax.jit(lambda t: t, out_shardings=rep)(tree)
+  return jax.tree.map(lambda x: np.asarray(jax.device_get(x)) if not (
+      jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)) else x, full)
