@@ -1,0 +1,268 @@
+"""Sweeps (jaxaug/train/sweep.py, experiments/sweep.py): the spec language, grouping, per-point
+results equal to separate runs, 4 devices equal 1, kill + resume exact, the report."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import td3bc as td3bc_config
+from jaxaug.agents import td3bc
+from jaxaug.train import sweep as sweep_lib
+from jaxaug.train.offline import train_offline
+from jaxaug.types import EnvSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC = "agent.alpha=[1,5] seed=range(2)"
+# A short run: 2 dispatches of 50 updates, metrics and an evaluation episode at both.
+SHORT = dict(num_steps=100, updates_per_dispatch=50, log_every=50, eval_every=50,
+             eval_episodes=1, checkpoint_every=50, batch_size=64)
+
+
+def _env(**extra):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  env.update(extra)
+  return env
+
+
+def _config(**over):
+  c = td3bc_config.get_config("tiny")
+  c.update(dict(SHORT, **over))
+  return c
+
+
+def _cli(workdir, **over):
+  fields = dict(SHORT, **over)
+  return ([sys.executable, os.path.join(ROOT, "experiments", "sweep.py"),
+           f"--config={os.path.join(ROOT, 'configs', 'td3bc.py')}:tiny", f"--sweep={SPEC}",
+           f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in fields.items()])
+
+
+def _rows(path):
+  with open(os.path.join(path, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _final_arrays(checkpoint_dir):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  steps = sorted(int(d) for d in os.listdir(checkpoint_dir) if d.isdigit())
+  restored = ocp.StandardCheckpointer().restore(
+      os.path.join(checkpoint_dir, str(steps[-1]), "state"))
+  return steps[-1], [np.asarray(x) for x in jax.tree.leaves(restored)]
+
+
+# ----------------------------------------------------------------------------- spec language
+def test_grid_is_the_product_over_keys_last_key_fastest():
+  pts = sweep_lib.parse_grid("agent.alpha=[1, 2.5] seed=range(3)")
+  assert pts == [{"agent.alpha": a, "seed": s} for a in (1, 2.5) for s in range(3)]
+  assert sweep_lib.parse_grid("seed=range(2,8,3)") == [{"seed": 2}, {"seed": 5}]
+  pts = sweep_lib.parse_grid("agent.hidden_dims=[(32, 32), (64, 64, 64)] dataset=[embedded:a]")
+  assert pts == [{"agent.hidden_dims": (32, 32), "dataset": "embedded:a"},
+                 {"agent.hidden_dims": (64, 64, 64), "dataset": "embedded:a"}]
+  assert sweep_lib.parse_grid("agent_name=['iql','td3bc']")[1] == {"agent_name": "td3bc"}
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("", "empty"), ("seed", "KEY="), ("seed=3", "expected a list"), ("seed=range(a)", "range"),
+    ("seed=[1] seed=[2]", "twice"), ("seed=[1", "unbalanced"), ("seed=[]", "no values"),
+    ("seed=range(1,2,3,4)", "range")])
+def test_grid_errors_name_the_problem(spec, match):
+  with pytest.raises(ValueError, match=match):
+    sweep_lib.parse_spec(spec)
+
+
+def test_sweep_file_get_sweep(tmp_path):
+  f = tmp_path / "my_sweep.py"
+  f.write_text("def get_sweep():\n  return [{'agent.alpha': a, 'seed': 0} for a in (1, 2)]\n")
+  assert sweep_lib.parse_spec(str(f)) == [{"agent.alpha": 1, "seed": 0},
+                                          {"agent.alpha": 2, "seed": 0}]
+  bad = tmp_path / "bad_sweep.py"
+  bad.write_text("def get_sweep():\n  return 3\n")
+  with pytest.raises(ValueError, match="list of dicts"):
+    sweep_lib.parse_spec(str(bad))
+  with pytest.raises(ValueError, match="no such sweep file"):
+    sweep_lib.parse_spec(str(tmp_path / "missing.py"))
+
+
+def test_unknown_keys_and_num_seeds_are_refused():
+  c = _config()
+  with pytest.raises(ValueError, match=r"'agent.alfa'.*no field 'alfa' under agent"):
+    sweep_lib.validate_points(c, [{"agent.alfa": 1.0}], "configs/td3bc.py:tiny")
+  with pytest.raises(ValueError, match="no field 'nope'"):
+    sweep_lib.validate_points(c, [{"nope.x": 1}])
+  with pytest.raises(ValueError, match="num_seeds"):
+    sweep_lib.validate_points(c, [{"num_seeds": 2}])
+
+
+def test_overrides_coerce_ints_and_lists():
+  c = sweep_lib.apply_overrides(_config(), {"agent.alpha": 5, "agent.hidden_dims": [8, 8]})
+  assert isinstance(c.agent.alpha, float) and c.agent.alpha == 5.0
+  assert tuple(c.agent.hidden_dims) == (8, 8)
+  with pytest.raises(ValueError, match="agent.policy_delay"):
+    sweep_lib.apply_overrides(_config(), {"agent.policy_delay": "two"})
+  assert sweep_lib.point_name(3, {"agent.alpha": 2.5, "seed": 1}) == "3_alpha=2.5_seed=1"
+  assert sweep_lib.point_name(0, {"agent.hidden_dims": (32, 32)}) == "0_hidden_dims=32x32"
+
+
+# ----------------------------------------------------------------------------- grouping
+def test_float_hyperparameters_and_seeds_share_a_program_structure_does_not():
+  base = _config()
+  points = (sweep_lib.parse_grid("agent.alpha=[1,5] agent.critic_lr=[1e-4,3e-4] seed=range(2)")
+            + [{"agent.hidden_dims": (32, 32)}, {"agent.hidden_dims": (32, 32), "seed": 4},
+               {"batch_size": 32}, {"agent.policy_delay": 3}])
+  configs = [sweep_lib.apply_overrides(base, p) for p in points]
+  groups = sweep_lib.group_points(configs)
+  assert groups == [list(range(8)), [8, 9], [10], [11]]
+  # The state structure agrees inside a group and differs across (what stacking relies on).
+  spec = EnvSpec(11, 3)
+  sig = lambda c: sweep_lib.state_signature(td3bc.init(jax.random.key(0), spec, c.agent))
+  assert sig(configs[0]) == sig(configs[7])
+  assert sig(configs[0]) != sig(configs[8])  # network sizes
+  assert sig(configs[0]) != sig(configs[11])  # a static int hyperparameter
+
+
+def test_pad_and_device_choice():
+  assert sweep_lib.choose_sweep_devices(4, 4) == 4
+  assert sweep_lib.choose_sweep_devices(3, 4) == 2  # largest divisor of 4 not above 3
+  assert sweep_lib.choose_sweep_devices(16, 8) == 8
+  assert sweep_lib.pad_indices(3, 2) == [0, 1, 2, 2]
+  assert sweep_lib.pad_indices(4, 4) == [0, 1, 2, 3]
+  with pytest.raises(ValueError, match="sweep_devices"):
+    sweep_lib.choose_sweep_devices(4, 4, requested=3)
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+  """The 4-point sweep (2 alphas x 2 seeds) on this process's devices."""
+  workdir = str(tmp_path_factory.mktemp("sweep") / "run")
+  points = sweep_lib.parse_spec(SPEC)
+  results = sweep_lib.run_offline_sweep(_config(), points, workdir,
+                                        where="configs/td3bc.py:tiny", spec=SPEC)
+  return workdir, points, results
+
+
+def test_points_equal_separate_runs(sweep_run, tmp_path):
+  workdir, points, results = sweep_run
+  with open(os.path.join(workdir, "sweep.json")) as f:
+    manifest = json.load(f)
+  assert [p["overrides"] for p in manifest["points"]] == points
+  assert manifest["groups"] == [{"index": 0, "points": [0, 1, 2, 3]}]
+  finals = []
+  for i, point in enumerate(points):
+    pdir = os.path.join(workdir, "points", manifest["points"][i]["name"])
+    single_dir = str(tmp_path / f"single{i}")
+    c = sweep_lib.apply_overrides(_config(), point)
+    single = train_offline(c, single_dir)
+    # Same files, same config, same records (metrics and evaluations) to float tolerance.
+    assert sorted(os.listdir(pdir)) == sorted(
+        n for n in os.listdir(single_dir) if n != "checkpoints")
+    with open(os.path.join(pdir, "config.json")) as a, \
+        open(os.path.join(single_dir, "config.json")) as b:
+      assert json.load(a) == json.load(b)
+    ra, rb = _rows(pdir), _rows(single_dir)
+    assert [r["step"] for r in ra] == [r["step"] for r in rb] == [50, 100]
+    assert set(ra[0]) == set(rb[0]) and "eval/normalized_score" in ra[0]
+    for x, y in zip(ra, rb):
+      for k in x:
+        np.testing.assert_allclose(x[k], y[k], rtol=2e-5, atol=1e-5, err_msg=f"{i} {k}")
+    with open(os.path.join(pdir, "summary.json")) as f:
+      summary = json.load(f)
+    assert set(summary) == {k for k in single if k != "state"}
+    for k, v in summary.items():
+      if isinstance(v, float):
+        np.testing.assert_allclose(v, single[k], rtol=2e-5, atol=1e-5, err_msg=k)
+      else:
+        assert v == single[k], k
+    # Parameters, optimiser states and hyperparameter leaves.
+    la, lb = jax.tree.leaves(results[i]["state"]), jax.tree.leaves(single["state"])
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=2e-5)
+    assert float(results[i]["state"].hp.alpha) == float(point["agent.alpha"])
+    finals.append(results[i]["state"])
+  # The points really differ: another alpha (same seed), another seed (same alpha).
+  w = lambda s: np.asarray(jax.tree.leaves(s.actor.params)[-1])
+  assert not np.allclose(w(finals[0]), w(finals[2]))
+  assert not np.allclose(w(finals[0]), w(finals[1]))
+
+
+@pytest.fixture(scope="module")
+def four_device_run(tmp_path_factory):
+  """The same sweep in a subprocess with 4 fake CPU devices (one point per device)."""
+  workdir = str(tmp_path_factory.mktemp("sweep4") / "run")
+  r = subprocess.run(_cli(workdir), env=_env(
+      XLA_FLAGS="--xla_force_host_platform_device_count=4"), capture_output=True, text=True,
+      timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return workdir
+
+
+def test_four_devices_equal_one(sweep_run, four_device_run):
+  workdir1, _, _ = sweep_run
+  with open(os.path.join(four_device_run, "sweep.json")) as f:
+    manifest = json.load(f)
+  assert manifest["num_devices"] == 4
+  for p in manifest["points"]:
+    ra = _rows(os.path.join(four_device_run, "points", p["name"]))
+    rb = _rows(os.path.join(workdir1, "points", p["name"]))
+    assert [r["step"] for r in ra] == [r["step"] for r in rb]
+    for x, y in zip(ra, rb):
+      for k in x:
+        np.testing.assert_allclose(x[k], y[k], rtol=2e-5, atol=1e-5, err_msg=k)
+  step_a, a = _final_arrays(os.path.join(four_device_run, "groups", "0", "checkpoints"))
+  step_b, b = _final_arrays(os.path.join(workdir1, "groups", "0", "checkpoints"))
+  assert step_a == step_b == 100 and len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.shape == y.shape and x.shape[0] == 4  # the sweep axis
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-5)
+
+
+def test_kill_and_resume_is_exact(four_device_run, tmp_path):
+  """SIGKILL the 4-device sweep after its first checkpoint, re-run the same command: the final
+  checkpoint (stacked states and keys) and every point's metrics equal the uninterrupted run."""
+  workdir = str(tmp_path / "killed")
+  env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  cmd = _cli(workdir, num_steps=300)
+  full = str(tmp_path / "full")
+  r = subprocess.run(_cli(full, num_steps=300), env=env, capture_output=True, text=True,
+                     timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckdir = os.path.join(workdir, "groups", "0", "checkpoints")
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir)):
+      break
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  assert done and max(done) < 300, done  # killed mid-run
+  r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "Resumed from" in r.stderr
+  step_a, a = _final_arrays(os.path.join(full, "groups", "0", "checkpoints"))
+  step_b, b = _final_arrays(ckdir)
+  assert step_a == step_b == 300
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  with open(os.path.join(full, "sweep.json")) as f:
+    names = [p["name"] for p in json.load(f)["points"]]
+  for n in names:
+    ra, rb = _rows(os.path.join(full, "points", n)), _rows(os.path.join(workdir, "points", n))
+    assert [x["step"] for x in ra] == [x["step"] for x in rb] == [50, 100, 150, 200, 250, 300]
+    for x, y in zip(ra, rb):
+      assert x == y
+  # Another sweep in the same workdir is refused, naming the file.
+  bad = cmd[:]
+  bad[3] = "--sweep=agent.alpha=[2] seed=range(2)"
+  r = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=300)
+  assert r.returncode != 0 and "sweep.json" in r.stderr, r.stderr[-2000:]
