@@ -26,12 +26,20 @@ def maybe_initialize_distributed(requested: bool = False) -> None:
   """Call jax.distributed.initialize() when asked for by flag or by JAXAUG_DISTRIBUTED=1.
 
   On TPU pods and SLURM/GKE clusters the coordinator address, process count and index are
-  discovered automatically; otherwise set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID.
+  discovered automatically; otherwise set JAX_COORDINATOR_ADDRESS (host:port of process 0),
+  JAX_NUM_PROCESSES and JAX_PROCESS_ID (jax itself reads only the first; the other two are
+  passed on here). CPU processes use jax's default cross-process collectives (gloo).
   """
   if requested or os.environ.get("JAXAUG_DISTRIBUTED", "0") == "1":
     if not jax.distributed.is_initialized():
-      jax.distributed.initialize()
+      kwargs = {}
+      for env, arg in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        if os.environ.get(env, "") != "":
+          try:
+            kwargs[arg] = int(os.environ[env])
+          except ValueError:
+            raise ValueError(f"{env}={os.environ[env]!r}: expected an integer") from None
+      jax.distributed.initialize(**kwargs)
 
 
 def is_main_process() -> bool:
