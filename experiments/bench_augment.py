@@ -2,6 +2,15 @@ r"""Staged vs composed GTA augmentation for TD3+BC, in one run (docs/augmentatio
 
   python experiments/bench_augment.py --out=bench_augment.json
   python experiments/bench_augment.py --generator=runs/gta/hmr --num_steps=2000 --out=...
+  python experiments/bench_augment.py --generator_size=tiny,paper --out=...   # both sizes
+
+`--generator_size`: `tiny` (gta:tiny's 2-level MixerUnet, H = 8, 32-step sampler) and/or `paper`
+(the GTA paper preset's generator: gta:paper's MixerUnet, dim 16 x (1, 2, 4, 8), H = 32, its
+128-step sampler at mu = 0.5, guidance 2.0; trained for --paper_gen_steps steps at batch
+--paper_gen_batch only, since the timing does not depend on the weights). Each size runs the
+whole comparison and lands under "sizes" in the JSON. On a CPU keep the paper row small:
+`--paper_round_size`, `--paper_num_steps` and `--paper_every` replace the round size, updates
+and round period for it (e.g. 4 windows, 100 updates, a round every 50).
 
 Both arms produce and consume the same number of generated transitions, N = rounds x rows per
 round, and run the same number of TD3+BC updates:
@@ -38,7 +47,24 @@ from jaxaug.diffusion import samplers
 from jaxaug.train import config_io, loop, offline
 from jaxaug.train import mesh as mesh_lib
 
-_GEN = flags.DEFINE_string("generator", "", "A trained GTA workdir; '' = train gta:tiny now.")
+_GEN = flags.DEFINE_string("generator", "", "A trained GTA workdir for the one size given; '' = "
+                           "train one now (gta:tiny or gta:paper, see --generator_size).")
+_SIZES = flags.DEFINE_list("generator_size", ["tiny"], "tiny and/or paper (see module doc).")
+_PAPER_GEN_STEPS = flags.DEFINE_integer("paper_gen_steps", 2, "Training steps of the paper-size "
+                                        "generator (not timed; its cost is the compile).")
+_PAPER_BATCH = flags.DEFINE_integer("paper_gen_batch", 8, "Training batch of the paper-size "
+                                    "generator (its few training steps are not timed).")
+_PAPER_ROUND = flags.DEFINE_integer("paper_round_size", 0, "Windows per round for the paper "
+                                    "size; 0 = --round_size.")
+_PAPER_STEPS = flags.DEFINE_integer("paper_num_steps", 0, "Updates per arm for the paper size; "
+                                    "0 = --num_steps.")
+_PAPER_EVERY = flags.DEFINE_integer("paper_every", 0, "Round period for the paper size; 0 = "
+                                    "--every.")
+_PLACEMENTS = flags.DEFINE_list("placements", ["dispatch", "scan"], "Composed round placements "
+                                "to run (each compiles its own round; one keeps a CPU paper row "
+                                "short).")
+_PAPER_SAMPLER = flags.DEFINE_integer("paper_sampler_steps", 0, "Sampler steps of the paper "
+                                      "size; 0 = the paper's 128.")
 _GEN_STEPS = flags.DEFINE_integer("gen_train_steps", 100, "Training steps of the tiny generator.")
 _SAMPLER_STEPS = flags.DEFINE_integer("sampler_steps", 32, "Sampler steps of the tiny generator.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", 400, "TD3+BC updates per arm.")
@@ -60,30 +86,57 @@ _ONLY_PLACEMENTS = flags.DEFINE_integer(
     "(dispatch, scan, dispatch, scan, ...) this many times each; 0 = the full benchmark.")
 
 
-def _train_generator(workdir: str) -> str:
-  g = configs_io.load_config_file("gta:tiny")
-  g.num_steps = _GEN_STEPS.value
-  g.updates_per_dispatch = min(50, _GEN_STEPS.value)
-  g.checkpoint_every = _GEN_STEPS.value
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """Run sizes of one comparison (the flags, or the paper-size overrides)."""
+  num_steps: int
+  every: int
+  round_size: int
+
+
+def _sizes(size: str) -> Sizes:
+  if size == "paper":
+    return Sizes(_PAPER_STEPS.value or _NUM_STEPS.value, _PAPER_EVERY.value or _EVERY.value,
+                 _PAPER_ROUND.value or _ROUND.value)
+  return Sizes(_NUM_STEPS.value, _EVERY.value, _ROUND.value)
+
+
+def _train_generator(workdir: str, size: str = "tiny") -> str:
+  """gta:tiny trained --gen_train_steps steps, or gta:paper's network (the paper preset's
+  MixerUnet, window and sampler) trained a few steps at a small batch: only its cost matters."""
+  if size not in ("tiny", "paper"):
+    raise ValueError(f"--generator_size: expected tiny and/or paper, got {size!r}")
+  g = configs_io.load_config_file(f"gta:{size}")
+  steps = _GEN_STEPS.value if size == "tiny" else _PAPER_GEN_STEPS.value
+  g.num_steps = steps
+  g.updates_per_dispatch = min(50, steps)
+  g.checkpoint_every = steps
   g.log_every = g.updates_per_dispatch
-  g.sampler.num_steps = _SAMPLER_STEPS.value
+  if size == "tiny":
+    g.sampler.num_steps = _SAMPLER_STEPS.value
+  else:
+    g.batch_size = _PAPER_BATCH.value
+    g.diffusion.lr_schedule = "constant"  # a few steps: the restart period is irrelevant
+    if _PAPER_SAMPLER.value:
+      g.sampler.num_steps = _PAPER_SAMPLER.value
   pipeline.train_generator(g, workdir)
   return workdir
 
 
-def _agent_config(gen_dir: str, rounds: int):
+def _agent_config(gen_dir: str, rounds: int, sz: Sizes | None = None):
+  sz = sz or _sizes("tiny")
   c = configs_io.load_config_file("td3bc:tiny")
-  c.num_steps = _NUM_STEPS.value
+  c.num_steps = sz.num_steps
   c.updates_per_dispatch = _K.value
-  c.log_every = _NUM_STEPS.value
+  c.log_every = sz.num_steps
   c.eval_episodes = 0
   c.checkpoint_every = 0
   c.batch_size = _BATCH.value
   g = config_io.load_config(gen_dir)
-  rows = _ROUND.value * (int(g.gta.horizon) - 1)
+  rows = sz.round_size * (int(g.gta.horizon) - 1)
   c.augment.source = f"generator:{gen_dir}"
-  c.augment.every = _EVERY.value
-  c.augment.round_size = _ROUND.value
+  c.augment.every = sz.every
+  c.augment.round_size = sz.round_size
   # The buffer holds what the rounds make; no warm start: every round is one of the N.
   c.augment.capacity = rows * rounds
   c.augment.warm_start = False
@@ -178,7 +231,8 @@ def _scores(gen_dir: str, tmp: str) -> dict:
 def main(argv):
   del argv
   tmp = tempfile.mkdtemp(prefix="bench_augment_")
-  gen_dir = _GEN.value or _train_generator(os.path.join(tmp, "gta"))
+  if _ONLY_PLACEMENTS.value or _SKIP_TIMING.value:
+    gen_dir = _GEN.value or _train_generator(os.path.join(tmp, "gta"), _SIZES.value[0])
   if _ONLY_PLACEMENTS.value:
     c, _ = _agent_config(gen_dir, len(range(0, _NUM_STEPS.value, _EVERY.value)))
     runs = []
@@ -198,8 +252,25 @@ def main(argv):
     bench.write_json(_OUT.value, result)
     print(f"wrote {_OUT.value}")
     return
-  rounds = len(range(0, _NUM_STEPS.value, _EVERY.value))
-  c, rows = _agent_config(gen_dir, rounds)
+  if _GEN.value and len(_SIZES.value) != 1:
+    raise ValueError("--generator names one trained workdir: give one --generator_size with it")
+  result = {"machine": bench.machine_info(), "loadavg": os.getloadavg(), "sizes": {}}
+  for size in _SIZES.value:
+    gen_dir = _GEN.value or _train_generator(os.path.join(tmp, f"gta_{size}"), size)
+    result["sizes"][size] = {"loadavg": os.getloadavg()}
+    _timing(gen_dir, tmp, _sizes(size), result, result["sizes"][size])
+  if _SCORE_SEEDS.value:
+    result["scores"] = _scores(_GEN.value or os.path.join(tmp, f"gta_{_SIZES.value[0]}"), tmp)
+  result["loadavg_end"] = os.getloadavg()
+  bench.write_json(_OUT.value, result)
+  print(f"wrote {_OUT.value}")
+
+
+def _timing(gen_dir: str, tmp: str, sz: Sizes, result: dict, res: dict) -> None:
+  """Staged vs composed (both placements) at one generator size; fills `res` (written into
+  `result` after every arm, so partial results survive a timeout)."""
+  rounds = len(range(0, sz.num_steps, sz.every))
+  c, rows = _agent_config(gen_dir, rounds, sz)
   n_gen = rows * rounds
   g = config_io.load_config(gen_dir)
   scfg = samplers.sampler_config(g)
@@ -207,17 +278,23 @@ def main(argv):
   steps = scfg.num_steps - samplers.partial_start_index(scfg.num_steps, mu)
   evals = {"network_calls": 2 * steps - 1 if steps > 0 else 0,
            "item_passes": samplers.num_evaluations(scfg, mu, w)}
-  print(f"N = {n_gen} generated transitions ({rounds} rounds x {rows}), {_NUM_STEPS.value} "
-        f"updates, batch {_BATCH.value}; denoiser evaluations per window: {evals}")
-  result = {"machine": bench.machine_info(), "loadavg": os.getloadavg(),
-            "generated_transitions": n_gen, "num_steps": _NUM_STEPS.value,
-            "evaluations_per_window": evals, "arms": {}}
+  model = composed.load_generator(c, loaders.load_dataset(c.dataset))[1]
+  n_params = max(int(sum(np.size(x) for x in jax.tree.leaves(p)))
+                 for p in (model.params, model.ema_params))  # the frozen copy keeps one of them
+  print(f"[{os.path.basename(gen_dir)}] N = {n_gen} generated transitions ({rounds} rounds x "
+        f"{rows}), {sz.num_steps} updates, batch {_BATCH.value}, H = {int(g.gta.horizon)}, "
+        f"{scfg.num_steps} sampler steps; denoiser evaluations per window: {evals}")
+  res.update({"generator": gen_dir, "generator_params": n_params,
+              "horizon": int(g.gta.horizon), "sampler_steps": int(scfg.num_steps),
+              "round_size": sz.round_size, "every": sz.every,
+              "generated_transitions": n_gen, "num_steps": sz.num_steps,
+              "evaluations_per_window": evals, "arms": {}})
 
   # Staged: generate N on the host path, then train on real + generated.
   gcfg = copy.deepcopy(g)
   gcfg.num_transitions = n_gen
-  gcfg.windows_per_chunk = _ROUND.value
-  out_npz = os.path.join(tmp, "gen.npz")
+  gcfg.windows_per_chunk = sz.round_size
+  out_npz = os.path.join(tmp, f"gen_{os.path.basename(gen_dir)}.npz")
   t0 = time.perf_counter()
   gen_ds = pipeline.generate(gcfg, gen_dir, out_npz, log=lambda *_: None)
   t_gen = time.perf_counter() - t0
@@ -235,18 +312,18 @@ def main(argv):
   # Steady-state staged chunk: generate on device and fetch the valid rows to the host.
   ds = loaders.load_dataset(c.dataset)
   gconfig, model, source, _ = composed.load_generator(c, ds)
-  gen = dataclasses.replace(gta.generation_config(gconfig), windows_per_chunk=_ROUND.value)
+  gen = dataclasses.replace(gta.generation_config(gconfig), windows_per_chunk=sz.round_size)
   chunk_fn = gta.make_chunk_fn(model, source, gen, gta.window_probabilities(source, gconfig))
   t_chunk = bench.time_fn(lambda: chunk_fn(jax.random.key(1)), repeats=_REPEATS.value)
-  result["arms"]["staged"] = {
+  res["arms"]["staged"] = {
       "wall_s": t_gen + t_train, "generation_s": t_gen, "train_s": t_train,
-      "chunk_s": t_chunk, "windows_per_s": _ROUND.value / t_chunk,
+      "chunk_s": t_chunk, "windows_per_s": sz.round_size / t_chunk,
       # fetched to the host once, and put on the device again by the agent stage
-      "host_transfer_bytes_per_update": 2 * n_gen * row_bytes / _NUM_STEPS.value, **ss}
-  print("staged", result["arms"]["staged"])
+      "host_transfer_bytes_per_update": 2 * n_gen * row_bytes / sz.num_steps, **ss}
+  print("staged", res["arms"]["staged"])
   bench.write_json(_OUT.value, result)
 
-  for placement in ("dispatch", "scan"):
+  for placement in _PLACEMENTS.value:
     cc = copy.deepcopy(c)
     cc.augment.round_placement = placement
     t0 = time.perf_counter()
@@ -254,15 +331,10 @@ def main(argv):
     t = time.perf_counter() - t0
     assert out["augment"]["generated_transitions"] == n_gen, out["augment"]
     ss = _steady_state(cc)
-    result["arms"][f"composed_{placement}"] = {
+    res["arms"][f"composed_{placement}"] = {
         "wall_s": t, "host_transfer_bytes_per_update": 0.0, **ss}
-    print(f"composed_{placement}", result["arms"][f"composed_{placement}"])
+    print(f"composed_{placement}", res["arms"][f"composed_{placement}"])
     bench.write_json(_OUT.value, result)  # partial results survive a timeout
-  if _SCORE_SEEDS.value:
-    result["scores"] = _scores(gen_dir, tmp)
-  result["loadavg_end"] = os.getloadavg()
-  bench.write_json(_OUT.value, result)
-  print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":
