@@ -266,3 +266,34 @@ def test_kill_and_resume_is_exact(four_device_run, tmp_path):
   bad[3] = "--sweep=agent.alpha=[2] seed=range(2)"
   r = subprocess.run(bad, env=env, capture_output=True, text=True, timeout=300)
   assert r.returncode != 0 and "sweep.json" in r.stderr, r.stderr[-2000:]
+
+
+def test_report_table_best_point_and_plots(sweep_run):
+  workdir, points, _ = sweep_run
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import sweep_report  # pylint: disable=g-import-not-at-top
+  rep = sweep_report.report(workdir)
+  finals = {}
+  for p in json.load(open(os.path.join(workdir, "sweep.json")))["points"]:
+    with open(os.path.join(workdir, "points", p["name"], "summary.json")) as f:
+      finals.setdefault(p["overrides"]["agent.alpha"], []).append(
+          json.load(f)["eval/normalized_score"])
+  assert rep["keys"] == ["agent.alpha"]
+  by_alpha = {r["hyperparameters"]["agent.alpha"]: r for r in rep["rows"]}
+  assert set(by_alpha) == {1, 5}
+  for a, vals in finals.items():
+    assert by_alpha[a]["num_seeds"] == 2
+    np.testing.assert_allclose(by_alpha[a]["mean"], np.mean(vals))
+    np.testing.assert_allclose(by_alpha[a]["std"], np.std(vals))
+  best = max(finals, key=lambda a: np.mean(finals[a]))
+  assert rep["best"]["hyperparameters"] == {"agent.alpha": best}
+  assert "**best**" in rep["text"] and "+-" in rep["text"]
+  with open(os.path.join(workdir, "report.json")) as f:
+    assert json.load(f)["best"]["hyperparameters"] == {"agent.alpha": best}
+  assert os.path.exists(os.path.join(workdir, "report.md"))
+  for name in ("report_agent.alpha.png", "report_curves.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 1000
+  r = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "sweep_report.py"),
+                      workdir, "--metric=eval/nope"], env=_env(), capture_output=True,
+                     text=True, timeout=300)
+  assert r.returncode != 0 and "eval/nope" in r.stderr
