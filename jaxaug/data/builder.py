@@ -46,6 +46,7 @@ from jaxaug.agents import sac
 from jaxaug.data.dataset import OfflineDataset
 from jaxaug.data.loaders import load_dataset, save_d4rl_hdf5, save_minari
 from jaxaug.data.validate import validate_dataset
+from jaxaug.train import callbacks as callbacks_lib
 from jaxaug.train import online
 from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.utils import atomic_write_text
@@ -276,19 +277,34 @@ def train_sac(opts: BuildOptions) -> None:
   Raises Preempted when SIGTERM stopped the run (it checkpointed; re-run to resume).
   """
   config = sac_config(opts)
-  snapshots = Checkpointer(_snapshot_dir(opts), max_to_keep=None)
-  done = set(snapshots.all_steps())
-
-  def on_eval(step, state, eval_metrics):
-    if step not in done:  # a resumed run re-evaluates steps after its checkpoint
-      snapshots.save(step, {"agent": state}, meta={"step": step, "eval": eval_metrics})
-      done.add(step)
-
+  snapshots = PolicySnapshots(_snapshot_dir(opts))
   try:
-    summary = online.train_online(config, _sac_dir(opts), on_eval=on_eval)
+    summary = online.train_online(config, _sac_dir(opts), callbacks=[snapshots])
   finally:
     snapshots.close()
   _exit_if_preempted(summary)
+
+
+class PolicySnapshots(callbacks_lib.Callback):
+  """Saves the agent after every evaluation (with its metrics) into its own checkpoint folder.
+
+  Its record is the folder itself, so it checkpoints nothing with the run: a resumed run
+  re-evaluates steps after its checkpoint and finds them already saved.
+  """
+
+  name = "policy_snapshots"
+
+  def __init__(self, directory: str):
+    self.snapshots = Checkpointer(directory, max_to_keep=None)
+    self.done = set(self.snapshots.all_steps())
+
+  def after_eval(self, step, agent_state, metrics) -> None:
+    if step not in self.done:
+      self.snapshots.save(step, {"agent": agent_state}, meta={"step": step, "eval": metrics})
+      self.done.add(step)
+
+  def close(self) -> None:
+    self.snapshots.close()
 
 
 def snapshot_evals(opts: BuildOptions) -> dict[int, dict]:

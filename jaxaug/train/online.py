@@ -34,9 +34,10 @@ import numpy as np
 from absl import logging
 
 from jaxaug import envs, faults
-from jaxaug.agents import get_agent, sac
+from jaxaug.agents import get_agent
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
+from jaxaug.train import callbacks as callbacks_lib
 from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.train import loop as loop_lib
 from jaxaug.train.config_io import save_config
@@ -140,61 +141,96 @@ def validate_online_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.{name} must be >= 0, got {config[name]}")
 
 
-class _Episode:
-  """Host-side bookkeeping of the current episode (replayed on resume)."""
+class EnvRunner:
+  """The training environment and the host side of its episodes.
 
-  def __init__(self, max_len: int, act_dim: int):
-    self.actions = np.zeros((max_len, act_dim), np.float32)
+  Episode e is reset with `episode_seed(seed, e)`; the actions of the current episode are kept
+  so that a resumed run can rebuild the simulator state by replaying them (`replay`).
+  """
+
+  def __init__(self, env_id: str, seed: int, act_dim: int):
+    self.env = envs.make_env(env_id)
+    self.seed = int(seed)
+    self.max_len = int(self.env.spec.max_episode_steps or 1000)
+    self.episode_index = 0
+    self.actions = np.zeros((self.max_len, act_dim), np.float32)
     self.length = 0
     self.ret = 0.0
+    self.recent_returns: list[float] = []
+    self.since_log: list[float] = []  # returns of episodes finished since the last periodic log
+
+  def reset(self) -> np.ndarray:
+    obs, _ = self.env.reset(seed=episode_seed(self.seed, self.episode_index))
+    self.actions[:] = 0.0
+    self.length, self.ret = 0, 0.0
+    return obs
+
+  def replay(self, episode_index: int, actions: np.ndarray, length: int) -> np.ndarray:
+    """Resume by replay: reset episode `episode_index` and retake its first `length` actions."""
+    self.episode_index = int(episode_index)
+    obs = self.reset()
+    self.actions = np.array(actions, np.float32)
+    for i in range(int(length)):
+      obs, r, *_ = self.env.step(self.actions[i])
+      self.ret += float(r)
+    self.length = int(length)
+    return obs
+
+  def step(self, action: np.ndarray):
+    """(next_obs, reward, terminated, truncated, acting_obs): acting_obs is the first
+    observation of the next episode when this step ended one, else next_obs."""
+    next_obs, reward, terminated, truncated, _ = self.env.step(action)
+    self.actions[self.length] = action
+    self.length += 1
+    self.ret += float(reward)
+    acting_obs = next_obs
+    if terminated or truncated:
+      self.recent_returns.append(self.ret)
+      self.since_log.append(self.ret)
+      self.episode_index += 1
+      acting_obs = self.reset()
+    return next_obs, reward, bool(terminated), bool(truncated), acting_obs
+
+  def close(self) -> None:
+    self.env.close()
 
 
-def _reset(env, seed: int, episode: int):
-  obs, _ = env.reset(seed=episode_seed(seed, episode))
-  return obs
+def _callbacks_from_config(config, runner: EnvRunner, callbacks) -> list:
+  callbacks = list(callbacks or [])
+  if config.get("record_infos", False):  # the dataset builder's qpos/qvel per replay row
+    callbacks.insert(0, callbacks_lib.RecordInfos.for_env(runner.env,
+                                                          int(config.replay_capacity)))
+  callbacks_lib.check_names(callbacks)
+  return callbacks
 
 
-def train_online(config: ml_collections.ConfigDict, workdir: str, *,
-                 sample_fn: SampleFn | None = None, agent=None,
-                 stop_at_normalized_score: float | None = None, extras=None,
-                 on_eval: Callable[[int, Any, dict], None] | None = None) -> dict:
-  """Trains `agent` (default SAC) online; resumes from `workdir`'s latest checkpoint.
+def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
+                 callbacks: list[callbacks_lib.Callback] | None = None) -> dict:
+  """Trains the config's agent online; resumes from `workdir`'s latest checkpoint.
 
   Args:
-    config: see configs/sac.py.
+    config: see configs/sac.py (`agent_name` picks SAC, REDQ or RLPD; offline data and ATraDiff
+      come from the config through jaxaug.augment.online_hooks).
     workdir: config.json, metrics.jsonl, tb/, checkpoints/, summary.json.
-    sample_fn: `(buffer, key, n) -> Transitions`; default uniform `replay.sample`.
-    agent: module with the agent protocol (+ optional `update_utd`); default SAC.
-    stop_at_normalized_score: stop (and checkpoint) at the first evaluation whose mean
-      normalised score reaches this value (the dataset builder's 'medium' policy).
-    on_eval: called as on_eval(step, agent_state, eval_metrics) after every evaluation (the
-      dataset builder keeps a policy snapshot per evaluation this way).
-    extras: offline data / augmentation hooks (jaxaug.augment.online_hooks); default built
-      from the config (None for plain SAC/REDQ configs).
+    agent: a module with the agent protocol (+ optional `update_utd`) replacing the config's
+      (tests, custom agents).
+    callbacks: host callbacks (jaxaug.train.callbacks): observe env steps and evaluations, and
+      checkpoint their own state with the run.
 
   Returns:
-    summary dict: steps, episodes, final/last eval, wall time, env steps/s, stopped_early.
+    summary dict: steps, episodes, final/last eval, wall time, env steps/s.
   """
   validate_online_config(config)
-  if agent is None and config.get("agent_name"):  # REDQ, RLPD configs name their agent
-    agent = get_agent(config.agent_name)
-  agent = agent or sac
+  agent = agent or get_agent(config.get("agent_name") or "sac")
   env_id = envs.resolve_env_id(config.env_id)
   spec = envs.env_spec(env_id)
-  env = envs.make_env(env_id)
-  max_len = int(env.spec.max_episode_steps or 1000)
-  nq, nv = int(env.unwrapped.model.nq), int(env.unwrapped.model.nv)
+  runner = EnvRunner(env_id, config.seed, spec.act_dim)
+  callbacks = _callbacks_from_config(config, runner, callbacks)
   os.makedirs(workdir, exist_ok=True)
   save_config(config, workdir)
-  # --- extras hook (RLPD offline data, ATraDiff): jaxaug/augment/online_hooks.py ---------------
-  if extras is None:
-    from jaxaug.augment import online_hooks  # pylint: disable=g-import-not-at-top
-    extras = online_hooks.from_config(config, spec, workdir, max_len)
-  sample_with_aux = extras is not None and sample_fn is None
-  if sample_with_aux:
-    sample_fn = extras.sample_fn
-  sample_fn = sample_fn or replay.sample
-  # ---------------------------------------------------------------------------------------------
+  from jaxaug.augment import online_hooks  # pylint: disable=g-import-not-at-top
+  extras = online_hooks.from_config(config, spec, workdir, runner.max_len)
+  sample_fn = extras.sample_fn if extras is not None else replay.sample
   total = int(config.num_env_steps)
   capacity = int(config.replay_capacity)
 
@@ -202,73 +238,62 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   key, init_key = jax.random.split(key)
   agent_state = agent.init(init_key, spec, config.agent)
   buf = replay.init_buffer(spec.obs_dim, spec.act_dim, capacity)
-  infos = ({"qpos": np.zeros((capacity, nq), np.float64),
-            "qvel": np.zeros((capacity, nv), np.float64)} if config.record_infos else {})
-  episode = _Episode(max_len, spec.act_dim)
   step_fn, first_action_fn = make_step_fn(agent, spec, int(config.batch_size),
-                                          int(config.utd_ratio), sample_fn, sample_with_aux,
+                                          int(config.utd_ratio), sample_fn, extras is not None,
                                           reward_shift=float(config.get("reward_shift", 0.0)))
 
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
   latest = ckpt.latest_step()
-  step, episode_index, recent_returns, stopped = 0, 0, [], False
-  since_log: list[float] = []  # returns of episodes finished since the last periodic log
+  step, meta = 0, {}
   if latest is None:
-    obs = _reset(env, config.seed, 0)
+    obs = runner.reset()
     key, action = first_action_fn(agent_state, key, jnp.asarray(obs, jnp.float32),
                                   config.start_steps > 0)
-  else:
-    target = _checkpoint_target(agent_state, buf, key, spec.act_dim, spec.obs_dim, max_len,
-                                infos)
+  else:  # resume by replay (module doc)
+    target = _checkpoint_target(agent_state, buf, key, spec.act_dim, spec.obs_dim,
+                                runner.max_len, callbacks)
     if extras is not None:
       target["extras"] = extras.state_dict()
     restored = ckpt.restore(latest, target)
-    if extras is not None:
-      extras.load_state_dict(restored["extras"])
     meta = ckpt.restore_meta(latest)
     agent_state, buf, key = restored["agent"], restored["buffer"], restored["key"]
     action = restored["action"]
-    infos = {k: np.array(v) for k, v in restored["infos"].items()}
-    episode.actions = np.array(restored["episode_actions"], np.float32)
-    step, episode_index = int(meta["step"]), int(meta["episode"])
-    recent_returns = list(meta["recent_returns"])
-    since_log = list(meta.get("since_log", []))
-    # A run stopped at a target score stays stopped only while that target is asked for; a
-    # re-run without it (the builder going on from medium to expert) continues training.
-    stopped = bool(meta.get("stopped", False)) and stop_at_normalized_score is not None
-    obs = _reset(env, config.seed, episode_index)
-    for i in range(int(meta["episode_length"])):  # replay the current episode
-      obs, r, *_ = env.step(episode.actions[i])
-      episode.ret += float(r)
-    episode.length = int(meta["episode_length"])
+    if extras is not None:
+      extras.load_state_dict(restored["extras"])
+    for cb in callbacks:
+      if cb.name in restored["callbacks"]:
+        cb.load_state_dict(restored["callbacks"][cb.name])
+    step = int(meta["step"])
+    runner.recent_returns = list(meta["recent_returns"])
+    runner.since_log = list(meta.get("since_log", []))
+    obs = runner.replay(int(meta["episode"]), restored["episode_actions"],
+                        int(meta["episode_length"]))
     if not np.array_equal(np.asarray(obs, np.float32), np.asarray(restored["obs"], np.float32)):
-      raise RuntimeError(f"{workdir}: replaying episode {episode_index} did not reproduce the "
-                         "checkpointed observation; the environment is not deterministic")
+      raise RuntimeError(f"{workdir}: replaying episode {runner.episode_index} did not reproduce "
+                         "the checkpointed observation; the environment is not deterministic")
     logging.info("Resumed from step %d (episode %d, replayed %d env steps)", step,
-                 episode_index, episode.length)
+                 runner.episode_index, runner.length)
 
   # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
   logger = MetricLogger(workdir, total, resume_step=latest or 0)
   eval_key = jax.random.key(0)  # deterministic evaluation needs no randomness
   last_metrics: dict = {}
   # A finished run re-run (killed after its last checkpoint) reports the evaluation it logged.
-  last_eval: dict = dict(meta.get("last_eval", {})) if latest is not None else {}
+  last_eval: dict = dict(meta.get("last_eval", {}))
   t0, step0 = time.time(), step
 
   def save(step_):
     _check_finite_metrics(last_metrics, step_, ckpt)  # a NaN/Inf loss is never checkpointed
     state = {"agent": agent_state, "buffer": buf, "key": key, "action": action,
-             "obs": np.asarray(obs, np.float32), "episode_actions": episode.actions,
-             "infos": infos}
+             "obs": np.asarray(obs, np.float32), "episode_actions": runner.actions,
+             "callbacks": _callback_states(callbacks)}
     if extras is not None:
       state["extras"] = extras.state_dict()
     faults.point("online.checkpoint")  # test-only kill point (jaxaug/faults.py)
     ckpt.save(step_, state, meta={
-        "step": step_, "episode": episode_index, "episode_length": episode.length,
-        "recent_returns": recent_returns[-10:], "since_log": since_log, "stopped": stopped,
-        "last_eval": last_eval,
-        "env_id": env_id,
-        "seed": int(config.seed)})
+        "step": step_, "episode": runner.episode_index, "episode_length": runner.length,
+        "recent_returns": runner.recent_returns[-10:], "since_log": runner.since_log,
+        "last_eval": last_eval, "env_id": env_id, "seed": int(config.seed)})
 
   def run_eval(step_):
     # One small jitted call per env step on just the leaves `act` reads (envs.make_policy).
@@ -280,37 +305,33 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     logger.log(step_, out)
     return out
 
+  def log_train(step_):
+    out = {f"train/{k}": v for k, v in last_metrics.items()}
+    if runner.since_log:
+      out["train/episode_return"] = float(np.mean(runner.since_log))
+    out["train/env_steps_per_s"] = (step_ - step0) / max(time.time() - t0, 1e-9)
+    if extras is not None:
+      out.update(extras.metrics(real_size=min(step_, capacity)))
+    if step_ % config.log_every == 0:  # (not at an end-of-run log: a resumed run goes on)
+      runner.since_log = []
+    logger.log(step_, out)
+
   # SIGTERM (e.g. `timeout`, a preemption notice): checkpoint at the next env step and return.
   # Checkpoints are exact at any step (see module doc), so nothing is lost.
   preempted = []
   previous_handler = None
   if threading.current_thread() is threading.main_thread():
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
-  while step < total and not stopped:
+  while step < total:
     action_np = np.asarray(action)
-    if config.record_infos:
-      row = step % capacity
-      infos["qpos"][row] = env.unwrapped.data.qpos
-      infos["qvel"][row] = env.unwrapped.data.qvel
-    next_obs, reward, terminated, truncated, _ = env.step(action_np)
-    episode.actions[episode.length] = action_np
-    episode.length += 1
-    episode.ret += float(reward)
-    timeout = bool(truncated and not terminated)
-    acting_obs = next_obs
-    done = terminated or truncated
-    if done:
-      recent_returns.append(episode.ret)
-      since_log.append(episode.ret)
-      episode_index += 1
-      episode = _Episode(max_len, spec.act_dim)
-      acting_obs = _reset(env, config.seed, episode_index)
+    for cb in callbacks:
+      cb.before_env_step(step, runner.env)
+    next_obs, reward, terminated, truncated, acting_obs = runner.step(action_np)
+    timeout = truncated and not terminated
     packed = pack_step(obs, action_np, reward, next_obs, terminated, timeout, acting_obs)
-    do_update = step >= config.start_steps
-    random_next = step + 1 < config.start_steps
     agent_state, buf, key, action, metrics = step_fn(
-        agent_state, buf, key, packed, random_next,
-        extras.aux if sample_with_aux else None, do_update=do_update)
+        agent_state, buf, key, packed, step + 1 < config.start_steps,
+        extras.aux if extras is not None else None, do_update=step >= config.start_steps)
     if extras is not None:  # between policy updates: ATraDiff's generation/adaptation rounds
       extras.after_step(step, next_obs, reward, terminated, truncated, agent_state, buf)
     if metrics:
@@ -319,24 +340,13 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
     step += 1
 
     if step % config.log_every == 0 or step == total:
-      out = {f"train/{k}": v for k, v in last_metrics.items()}
-      if since_log:
-        out["train/episode_return"] = float(np.mean(since_log))
-      out["train/env_steps_per_s"] = (step - step0) / max(time.time() - t0, 1e-9)
-      if extras is not None:
-        out.update(extras.metrics(real_size=min(step, capacity)))
-      if step % config.log_every == 0:  # (not at an end-of-run log: a resumed run goes on)
-        since_log = []
-      logger.log(step, out)
+      log_train(step)
     if (config.eval_every and step % config.eval_every == 0) or step == total:
       last_eval = run_eval(step)
-      if on_eval is not None:
-        on_eval(step, agent_state, last_eval)
-      if (stop_at_normalized_score is not None
-          and last_eval["eval/normalized_score"] >= stop_at_normalized_score):
-        stopped = True
+      for cb in callbacks:
+        cb.after_eval(step, agent_state, last_eval)
     if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total \
-        or stopped or preempted:
+        or preempted:
       save(step)
     if preempted:
       logging.warning("SIGTERM: checkpointed step %d; re-run with the same workdir to resume",
@@ -348,14 +358,14 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *,
   ckpt.close()
   logger.close()
   elapsed = time.time() - t0
-  summary = {"env_id": env_id, "steps": step, "episodes": episode_index,
-             "stopped_early": stopped, "preempted": bool(preempted), "last_eval": last_eval,
-             "recent_train_returns": recent_returns[-10:], "wall_time_s": elapsed,
+  summary = {"env_id": env_id, "steps": step, "episodes": runner.episode_index,
+             "preempted": bool(preempted), "last_eval": last_eval,
+             "recent_train_returns": runner.recent_returns[-10:], "wall_time_s": elapsed,
              "env_steps_per_s": (step - step0) / max(elapsed, 1e-9)}
   if extras is not None:
     summary["extras"] = extras.metrics(real_size=min(step, capacity))
   atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
-  env.close()
+  runner.close()
   return summary
 
 
@@ -368,39 +378,51 @@ def _check_finite_metrics(metrics: dict, step: int, ckpt: Checkpointer) -> None:
   loop_lib.raise_if_nonfinite(jax.device_get(dict(metrics)), f"env step {step}", ckpt)
 
 
-def _checkpoint_target(agent_state, buf, key, act_dim, obs_dim, max_len, infos):
+def _checkpoint_target(agent_state, buf, key, act_dim, obs_dim, max_len, callbacks):
   return {"agent": agent_state, "buffer": buf, "key": key,
           "action": jnp.zeros((act_dim,), jnp.float32),
           "obs": np.zeros((obs_dim,), np.float32),
-          "episode_actions": np.zeros((max_len, act_dim), np.float32), "infos": infos}
+          "episode_actions": np.zeros((max_len, act_dim), np.float32),
+          "callbacks": _callback_states(callbacks, template=True)}
+
+
+def _callback_states(callbacks, template: bool = False) -> dict:
+  """{name: state} of the callbacks that keep any (stateless ones are not in checkpoints, so a
+  run re-run with another stateless callback, or without it, resumes)."""
+  out = {}
+  for cb in callbacks:
+    d = cb.checkpoint_template() if template else cb.state_dict()
+    if d:
+      out[cb.name] = d
+  return out
 
 
 def load_run(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
              agent=None) -> dict:
   """A train_online checkpoint of `workdir` (latest unless `step`) as a dict: agent, buffer,
-  infos (qpos/qvel per replay row when config.record_infos), key, step, meta."""
-  agent = agent or sac
+  key, step, meta, and `infos` (qpos/qvel per replay row) when config.record_infos."""
+  agent = agent or get_agent(config.get("agent_name") or "sac")
   spec = envs.env_spec(config.env_id)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=None)
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise ValueError(f"{workdir}: no train_online checkpoint to load")
-    env = envs.make_env(spec.env_id)
-    max_len = int(env.spec.max_episode_steps or 1000)
-    nq, nv = int(env.unwrapped.model.nq), int(env.unwrapped.model.nv)
-    env.close()
-    cap = int(config.replay_capacity)
-    infos = ({"qpos": np.zeros((cap, nq), np.float64), "qvel": np.zeros((cap, nv), np.float64)}
-             if config.record_infos else {})
+    runner = EnvRunner(spec.env_id, 0, spec.act_dim)
+    callbacks = _callbacks_from_config(config, runner, None)
+    runner.close()
     target = _checkpoint_target(agent.init(jax.random.key(0), spec, config.agent),
-                                replay.init_buffer(spec.obs_dim, spec.act_dim, cap),
-                                jax.random.key(0), spec.act_dim, spec.obs_dim, max_len, infos)
+                                replay.init_buffer(spec.obs_dim, spec.act_dim,
+                                                   int(config.replay_capacity)),
+                                jax.random.key(0), spec.act_dim, spec.obs_dim, runner.max_len,
+                                callbacks)
     restored = ckpt.restore(step, target)
     meta = ckpt.restore_meta(step)
   finally:
     ckpt.close()
-  return {**restored, "step": step, "meta": meta}
+  infos = restored["callbacks"].get(callbacks_lib.RecordInfos.name, {})
+  return {**restored, "infos": {k: np.asarray(v) for k, v in infos.items()}, "step": step,
+          "meta": meta}
 
 
 def load_agent_state(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
