@@ -1,0 +1,113 @@
+r"""A TD3+BC sweep as one sharded program vs the same points as sequential single runs.
+
+  python experiments/bench_sweep.py --devices=4 --alphas=1,2.5,5,10 --seeds=4 \
+      --num_steps=200 --out=bench_sweep.json
+
+Each variant runs in its own subprocess with `--devices` fake CPU devices
+(XLA_FLAGS=--xla_force_host_platform_device_count), in the same invocation:
+  sweep       experiments/sweep.py's runner: all points in one jitted program, the sweep axis
+              sharded over the devices (one program compiled);
+  sequential  train_offline once per point, one after another (each a data-parallel run on the
+              same devices, compiling its own program, as separate jobs would).
+Both: configs/td3bc.py:tiny, no evaluation, one checkpoint at the end. Reported: wall time
+(data loading, compilation, training, checkpoints: what a user waits for) and updates/s per
+point (num_steps / wall for the sweep, whose points advance together; num_steps / that run's
+wall for each sequential run) plus the aggregate updates/s. On a shared CPU only the ratio of
+the two variants measured in one invocation means something.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DEVICES = flags.DEFINE_integer("devices", 4, "fake CPU devices per variant")
+_ALPHAS = flags.DEFINE_list("alphas", ["1", "2.5", "5", "10"], "TD3+BC alpha values")
+_SEEDS = flags.DEFINE_integer("seeds", 4, "seeds per alpha")
+_STEPS = flags.DEFINE_integer("num_steps", 200, "updates per point")
+_K = flags.DEFINE_integer("updates_per_dispatch", 100, "updates per dispatch")
+_OUT = flags.DEFINE_string("out", "bench_sweep.json", "JSON output")
+_VARIANT = flags.DEFINE_string("variant", "", "internal: run one variant in this process")
+_WORKDIR = flags.DEFINE_string("variant_workdir", "", "internal")
+
+
+def _config():
+  sys.path.insert(0, ROOT)
+  from configs import td3bc as td3bc_config  # pylint: disable=g-import-not-at-top
+  c = td3bc_config.get_config("tiny")
+  c.update(dict(num_steps=_STEPS.value, updates_per_dispatch=_K.value, log_every=_STEPS.value,
+                eval_every=0, eval_episodes=0, checkpoint_every=0))
+  return c
+
+
+def _spec() -> str:
+  return f"agent.alpha=[{','.join(_ALPHAS.value)}] seed=range({_SEEDS.value})"
+
+
+def run_variant(name: str, workdir: str) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxaug.train import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  from jaxaug.train.offline import train_offline  # pylint: disable=g-import-not-at-top
+  config = _config()
+  points = sweep_lib.parse_spec(_spec())
+  n = _STEPS.value
+  t0 = time.perf_counter()
+  if name == "sweep":
+    sweep_lib.run_offline_sweep(config, points, workdir, where="configs/td3bc.py:tiny",
+                                spec=_spec())
+    wall = time.perf_counter() - t0
+    per_point = [n / wall] * len(points)
+  else:
+    per_point = []
+    for i, p in enumerate(points):
+      t = time.perf_counter()
+      train_offline(sweep_lib.apply_overrides(config, p), os.path.join(workdir, str(i)))
+      per_point.append(n / (time.perf_counter() - t))
+    wall = time.perf_counter() - t0
+  return {"variant": name, "devices": len(jax.devices()), "points": len(points),
+          "num_steps": n, "wall_s": wall,
+          "updates_per_s_per_point_mean": sum(per_point) / len(per_point),
+          "updates_per_s_total": n * len(points) / wall}
+
+
+def main(argv):
+  del argv
+  if _VARIANT.value:
+    print("RESULT " + json.dumps(run_variant(_VARIANT.value, _WORKDIR.value)))
+    return
+  sys.path.insert(0, ROOT)
+  from jaxaug import bench  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={_DEVICES.value}",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for name in ("sweep", "sequential"):
+      argv = [sys.executable, os.path.abspath(__file__), f"--variant={name}",
+              f"--variant_workdir={os.path.join(tmp, name)}", f"--num_steps={_STEPS.value}",
+              f"--updates_per_dispatch={_K.value}", f"--alphas={','.join(_ALPHAS.value)}",
+              f"--seeds={_SEEDS.value}"]
+      load = os.getloadavg()[0]
+      r = subprocess.run(argv, env=env, capture_output=True, text=True)
+      if r.returncode:
+        raise RuntimeError(f"variant {name} failed:\n{r.stderr[-3000:]}")
+      row = json.loads(next(l for l in r.stdout.splitlines()
+                            if l.startswith("RESULT "))[len("RESULT "):])
+      row["load_avg_1min_at_start"] = load
+      rows.append(row)
+      print(json.dumps(row))
+  sweep, seq = rows
+  payload = {"spec": _spec(), "rows": rows,
+             "speedup_wall_sequential_over_sweep": seq["wall_s"] / sweep["wall_s"],
+             "machine": bench.machine_info()}
+  print(f"sweep {sweep['wall_s']:.1f} s vs sequential {seq['wall_s']:.1f} s: "
+        f"{payload['speedup_wall_sequential_over_sweep']:.2f}x")
+  bench.write_json(_OUT.value, payload)
+
+
+if __name__ == "__main__":
+  app.run(main)
