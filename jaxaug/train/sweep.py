@@ -238,14 +238,18 @@ def _hypers(tree) -> list:
 
 
 def state_signature(state) -> str:
-  """What must agree for states to stack: array paths, shapes, dtypes and the agents' static
-  hyperparameters (Hyper.static_key). Optimiser and network objects are not compared (their
-  numbers are leaves)."""
-  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  """What must agree for states to stack: array paths, shapes, dtypes, the agents' static
+  hyperparameters (Hyper.static_key) and the tree structure with its static data as text
+  (function addresses removed: a TrainState's optimiser and apply functions are new closures
+  in every init but the same code; their numbers are leaves). A hyperparameter an agent keeps
+  static (a value in a static dataclass, say) shows in that text, so such points never share a
+  program whose stacked state would carry only the first point's value."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
   arrays = [(jax.tree_util.keystr(p), tuple(np.shape(x)), str(getattr(x, "dtype", type(x))))
             for p, x in leaves]
   statics = [repr(h.static_key) for h in _hypers(state)]
-  return json.dumps([arrays, statics])
+  structure = re.sub(r" at 0x[0-9a-fA-F]+", "", str(jax.tree.structure(state)))
+  return json.dumps([arrays, statics, structure])
 
 
 def stack_states(states: Sequence[Any]) -> Any:
