@@ -351,3 +351,18 @@ def test_two_processes_equal_one_process(four_device_run, tmp_path):
   assert step_a == step_b == 100
   for x, y in zip(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_a_static_float_hyperparameter_splits_the_group():
+  """An agent keeping a float in static data (not a leaf) must not share a stacked program."""
+  import flax.struct  # pylint: disable=g-import-not-at-top
+
+  class State(flax.struct.PyTreeNode):
+    w: jax.Array
+    alpha: float = flax.struct.field(pytree_node=False)
+
+  a, b, c = State(np.zeros(3), 1.0), State(np.ones(3), 1.0), State(np.zeros(3), 5.0)
+  sigs = [sweep_lib.state_signature(s) for s in (a, b, c)]
+  assert sweep_lib.split_by_signature(sigs) == [[0, 1], [2]]
+  stacked = sweep_lib.stack_states([a, b])
+  assert stacked.w.shape == (2, 3) and stacked.alpha == 1.0
