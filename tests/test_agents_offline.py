@@ -15,7 +15,7 @@ import pytest
 
 from jaxaug import agents
 from jaxaug.configs_io import load_config_module
-from jaxaug.agents import iql, td3bc
+from jaxaug.agents import common, iql, td3bc
 from jaxaug.data.dataset import Transitions, sample_transitions
 from jaxaug.types import EnvSpec
 
@@ -173,18 +173,18 @@ def test_iql_expectile_loss_hand_computed():
   diff = jnp.array([-1.0, 2.0, 0.5, -3.0])
   # weights: 0.3, 0.7, 0.7, 0.3 -> (0.3*1 + 0.7*4 + 0.7*0.25 + 0.3*9) / 4
   expected = (0.3 * 1 + 0.7 * 4 + 0.7 * 0.25 + 0.3 * 9) / 4
-  assert float(iql.expectile_loss(diff, 0.7)) == pytest.approx(expected, rel=1e-6)
-  assert float(iql.expectile_loss(diff, 0.5)) == pytest.approx(0.5 * float(jnp.mean(diff ** 2)))
+  assert float(common.expectile_loss(diff, 0.7)) == pytest.approx(expected, rel=1e-6)
+  assert float(common.expectile_loss(diff, 0.5)) == pytest.approx(0.5 * float(jnp.mean(diff ** 2)))
 
   # value_loss applies it to min_j Q_target(s, a) - V(s).
   state = iql.init(jax.random.PRNGKey(0), SPEC, agent_config("iql"))
   batch = sample_transitions(bandit_data(), jax.random.PRNGKey(1), 32)
   q = iql.critic_net(state.hp).apply(state.target_critic_params, batch.observations,
                                      batch.actions)
-  v = iql.value_net(state.hp).apply(state.value_params, batch.observations)
+  v = iql.value_net(state.hp).apply(state.value.params, batch.observations)
   u = np.asarray(jnp.minimum(q[0], q[1]) - v)
   manual = np.mean(np.where(u < 0, 0.3, 0.7) * u ** 2)
-  loss, _ = iql.value_loss(state.value_params, state, batch)
+  loss, _ = iql.value_loss(state.value.params, state, batch)
   assert float(loss) == pytest.approx(manual, rel=1e-5)
 
 
@@ -433,10 +433,19 @@ def test_cql_init_has_no_batched_lapack_qr():
 
 
 def test_cql_critic_init_equals_vmapped_orthogonal_init():
-  """The loop-based init gives bit-identical parameters to the former nn.vmap + orthogonal one."""
+  """CQL's critic (nets.mlp.CriticEnsemble with CORL's init, sequential orthogonal init) gives
+  bit-identical parameters, same tree, to the former nn.vmap + batched orthogonal module."""
   import flax.linen as nn
   from jaxaug.agents import cql
-  from jaxaug.nets.mlp import MLP
+
+  class OldMLP(nn.Module):  # plain (batched under nn.vmap) orthogonal init, CORL's gains
+    hidden_dims: tuple
+
+    @nn.compact
+    def __call__(self, x):
+      for h in self.hidden_dims:
+        x = nn.relu(nn.Dense(h, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+      return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1e-2))(x)
 
   class QNetwork(nn.Module):  # the former module (same name, so the same RNG streams)
     hidden_dims: tuple
@@ -444,7 +453,7 @@ def test_cql_critic_init_equals_vmapped_orthogonal_init():
     @nn.compact
     def __call__(self, obs, actions):
       x = jnp.concatenate([obs, actions], axis=-1)
-      return MLP(self.hidden_dims, 1, orthogonal_init=True, final_scale=1e-2)(x)[..., 0]
+      return OldMLP(self.hidden_dims, name="MLP_0")(x)[..., 0]
 
   class TwinQ(nn.Module):
     hidden_dims: tuple
@@ -458,7 +467,8 @@ def test_cql_critic_init_equals_vmapped_orthogonal_init():
   for seed in (0, 1):
     key = jax.random.PRNGKey(seed)
     old = TwinQ((16, 16)).init(key, obs, act)
-    new = cql.TwinQ((16, 16)).init(key, obs, act)
+    hp = cql.init(key, SPEC, agent_config("cql", hidden_dims=(16, 16))).hp
+    new = cql.critic_net(hp).init(key, obs, act)
     assert jax.tree.structure(old) == jax.tree.structure(new)
     for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +164,22 @@ def adam(learning_rate: float, **kwargs: Any) -> optax.GradientTransformation:
                                                                    **kwargs)
 
 
+def scheduled_adam(learning_rate: float, schedule: Callable[[Any], optax.Schedule]
+                   ) -> optax.GradientTransformation:
+  """Adam following `schedule(lr)` (an optax schedule built from a base learning rate, e.g.
+  `lambda lr: optax.cosine_decay_schedule(lr, n)`), with the base rate a leaf of the state.
+
+  `opt_state.hyperparams["learning_rate"]` (what `learning_rate` returns) is the base rate, not
+  the decayed one; the schedule is rebuilt from it inside every update, so the values are those
+  of `optax.adam(schedule(learning_rate))` and a sweep can vary the base rate per point.
+  """
+  def factory(learning_rate, schedule):
+    return optax.adam(schedule(learning_rate))
+
+  return optax.inject_hyperparams(factory, static_args=("schedule",))(
+      learning_rate=learning_rate, schedule=schedule)
+
+
 def learning_rate(train_state) -> jax.Array:
   """The learning rate a TrainState built with `adam` (or another injected optimiser) uses."""
   return train_state.opt_state.hyperparams["learning_rate"]
@@ -247,3 +263,23 @@ def td_target(rewards: jax.Array, masks: jax.Array, discount: float,
               next_value: jax.Array) -> jax.Array:
   """r + gamma * (1 - terminal) * V(s'); gradients never flow into the target."""
   return jax.lax.stop_gradient(rewards + discount * masks * next_value)
+
+
+def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
+  """Asymmetric L2 of IQL (Kostrikov et al. 2022, Eq. 5), averaged: weight `expectile` where
+  diff >= 0 and 1 - expectile where diff < 0. With diff = Q - V, V fits the upper expectile."""
+  weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+  return jnp.mean(weight * jnp.square(diff))
+
+
+def temperature_loss(log_alpha: jax.Array, log_pi: jax.Array, target_entropy) -> jax.Array:
+  """Automatic entropy tuning (SAC v2, Haarnoja et al. 2018b), on log(alpha): its gradient
+  raises alpha while the policy's entropy E[-log pi] is below `target_entropy`."""
+  return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_pi + target_entropy))
+
+
+def repeat_obs(obs: jax.Array, n: int, flat: bool = False) -> jax.Array:
+  """Each observation repeated for n sampled actions: (B, D) -> (B, n, D), or with `flat`
+  (B * n, D) with the n copies of row b at rows b * n ... b * n + n - 1 (`jnp.repeat` order)."""
+  rep = jnp.broadcast_to(obs[:, None, :], (obs.shape[0], n, obs.shape[-1]))
+  return rep.reshape(obs.shape[0] * n, obs.shape[-1]) if flat else rep

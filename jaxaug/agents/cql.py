@@ -11,7 +11,7 @@ backup, automatic entropy tuning towards -|A|. All losses use the pre-update par
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from typing import Sequence
 
 import distrax
@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
+from flax.training.train_state import TrainState
 
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
-from jaxaug.nets.mlp import MLP, polyak, tanh_gaussian
+from jaxaug.nets.mlp import MLP, CriticEnsemble, polyak, tanh_gaussian
 from jaxaug.types import EnvSpec
 
 
@@ -60,48 +60,23 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-@dataclasses.dataclass(frozen=True)
-class Hparams:
-  obs_dim: int
-  act_dim: int
-  max_action: float
-  policy_lr: float
-  critic_lr: float
-  alpha_lr: float
-  hidden_dims: tuple[int, ...]
-  discount: float
-  tau: float
-  orthogonal_init: bool
-  auto_entropy: bool
-  alpha_multiplier: float
-  target_entropy: float
-  backup_entropy: bool
-  policy_log_std_multiplier: float
-  policy_log_std_offset: float
-  bc_steps: int
-  cql_alpha: float
-  num_sampled_actions: int
-  importance_sampling: bool
-  cql_temperature: float
-  lagrange: bool
-  target_action_gap: float
-  max_target_backup: bool
-  clip_diff_min: float
-  clip_diff_max: float
-
-
 class CQLState(flax.struct.PyTreeNode):
-  actor_params: dict
-  critic_params: dict
+  actor: TrainState
+  critic: TrainState  # twin Q
   target_critic_params: dict
-  log_alpha: jax.Array  # SAC temperature (log)
-  log_alpha_prime: jax.Array  # Lagrange multiplier of the CQL term (log)
-  actor_opt_state: optax.OptState
-  critic_opt_state: optax.OptState
-  alpha_opt_state: optax.OptState
-  alpha_prime_opt_state: optax.OptState
-  step: jax.Array
-  hp: Hparams = flax.struct.field(pytree_node=False)
+  temperature: TrainState  # params {"log_alpha": log of the SAC temperature}
+  lagrange: TrainState  # params {"log_alpha_prime": log of the CQL Lagrange multiplier}
+  hp: common.Hyper
+
+  @property
+  def step(self) -> jax.Array:
+    """Number of updates done (the critics step once per update)."""
+    return self.critic.step
+
+
+# Floats that are static: the policy's log-std scale and offset are the initial values of its
+# learnable scalars (module attributes, baked into the actor TrainState's static apply_fn).
+STATIC = ("policy_log_std_multiplier", "policy_log_std_offset")
 
 
 # ----------------------------------------------------------------------------- networks
@@ -127,121 +102,70 @@ class CQLPolicy(nn.Module):
     return tanh_gaussian(mean, jnp.exp(log_std), self.max_action)
 
 
-def sequential_orthogonal(scale: float) -> nn.initializers.Initializer:
-  """flax's orthogonal initializer whose batched (vmapped) form is a loop over members.
-
-  The twin critics are one `nn.vmap`ed module, so a plain orthogonal init becomes one batched
-  LAPACK QR; jaxlib 0.10.x's XLA:CPU can deadlock on that on small machines. Under vmap this
-  initializer draws each member with its own key, one after the other (lax.map), which gives
-  the same values as the batched QR without ever emitting it.
-  """
-  base = nn.initializers.orthogonal(scale)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.custom_batching.sequential_vmap(lambda k: base(k, shape, dtype))(key)
-
-  return init
-
-
-class _QMLP(nn.Module):
-  """ReLU MLP with a scalar output: orthogonal init (gain sqrt 2 hidden, 1e-2 output, zero
-  biases) as CORL's `init_module_weights`, or flax's default init."""
-
-  hidden_dims: Sequence[int]
-  orthogonal_init: bool = True
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    hidden = {"kernel_init": sequential_orthogonal(np.sqrt(2.0))} if self.orthogonal_init else {}
-    for h in self.hidden_dims:
-      x = nn.relu(nn.Dense(h, **hidden)(x))
-    out = {"kernel_init": sequential_orthogonal(1e-2)} if self.orthogonal_init else {}
-    return nn.Dense(1, **out)(x)
-
-
-class QNetwork(nn.Module):
-  """Q(s, a) MLP with orthogonal init (gain sqrt 2) and a 1e-2-gain output layer (CORL)."""
-
-  hidden_dims: Sequence[int]
-  orthogonal_init: bool = True
-
-  @nn.compact
-  def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    x = jnp.concatenate([obs, actions], axis=-1)
-    # Named MLP_0 so the parameter tree is the one of the earlier jaxaug.nets.mlp.MLP version.
-    return _QMLP(self.hidden_dims, self.orthogonal_init, name="MLP_0")(x)[..., 0]
-
-
-class TwinQ(nn.Module):
-  hidden_dims: Sequence[int]
-  orthogonal_init: bool = True
-
-  @nn.compact
-  def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    ensemble = nn.vmap(QNetwork, variable_axes={"params": 0}, split_rngs={"params": True},
-                       in_axes=None, out_axes=0, axis_size=2)
-    return ensemble(self.hidden_dims, self.orthogonal_init)(obs, actions)  # (2, ...)
-
-
-def actor_net(hp: Hparams) -> CQLPolicy:
+def actor_net(hp: common.Hyper) -> CQLPolicy:
   return CQLPolicy(hp.act_dim, hp.hidden_dims, hp.max_action, hp.policy_log_std_multiplier,
                    hp.policy_log_std_offset)
 
 
-def critic_net(hp: Hparams) -> TwinQ:
-  return TwinQ(hp.hidden_dims, hp.orthogonal_init)
+def critic_net(hp: common.Hyper) -> CriticEnsemble:
+  """Twin Q, ReLU; with orthogonal_init CORL's `init_module_weights` (gain sqrt 2 hidden, 1e-2
+  output, zero biases). The member keeps the name of jaxaug's former CQL-only twin-Q module,
+  so parameters (values and tree) are those of earlier runs and checkpoints."""
+  return CriticEnsemble(num_critics=2, hidden_dims=hp.hidden_dims,
+                        orthogonal_init=hp.orthogonal_init, final_scale=1e-2,
+                        member_name="VmapQNetwork_0")
+
+
+def _scalar_state(name: str, value: float, lr: float) -> TrainState:
+  """A TrainState whose parameters are one float32 scalar {name: value} (no network)."""
+  return TrainState.create(apply_fn=None, params={name: jnp.full((), value, jnp.float32)},
+                           tx=common.adam(lr))
 
 
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
          ) -> CQLState:
   config = config if config is not None else get_config()
-  hp = common.hparams_from_config(
-      Hparams, config, spec, "cql",
-      target_entropy=(-float(spec.act_dim) if config.get("target_entropy") is None
-                      else float(config.target_entropy)),
-      alpha_lr=(float(config.policy_lr) if config.get("alpha_lr") is None
-                else float(config.alpha_lr)))
+  target_entropy = config.get("target_entropy")
+  hp = common.hyper_from_config(
+      config, get_config(), spec, "cql", static=STATIC,
+      derived={"target_entropy": (-float(spec.act_dim) if target_entropy is None
+                                  else float(target_entropy))})
   if hp.num_sampled_actions < 1:
     raise ValueError(f"config.agent.num_sampled_actions must be >= 1, got "
                      f"{hp.num_sampled_actions}")
+  lr = lambda name: config.get(name, get_config()[name])
+  alpha_lr = lr("policy_lr") if config.get("alpha_lr") is None else lr("alpha_lr")  # CORL
   k_actor, k_critic = jax.random.split(key)
   obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
-  actor_params = actor_net(hp).init(k_actor, obs)
-  critic_params = critic_net(hp).init(k_critic, obs, act)
-  log_alpha = jnp.zeros((), jnp.float32)
-  log_alpha_prime = jnp.ones((), jnp.float32)  # CORL: Scalar(1.0)
+  actor_def, critic_def = actor_net(hp), critic_net(hp)
+  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
+                            tx=common.adam(lr("policy_lr")))
+  critic = TrainState.create(apply_fn=critic_def.apply,
+                             params=critic_def.init(k_critic, obs, act),
+                             tx=common.adam(lr("critic_lr")))
   return CQLState(
-      actor_params=actor_params, critic_params=critic_params,
-      target_critic_params=jax.tree.map(jnp.copy, critic_params),
-      log_alpha=log_alpha, log_alpha_prime=log_alpha_prime,
-      actor_opt_state=optax.adam(hp.policy_lr).init(actor_params),
-      critic_opt_state=optax.adam(hp.critic_lr).init(critic_params),
-      alpha_opt_state=optax.adam(hp.alpha_lr).init(log_alpha),
-      alpha_prime_opt_state=optax.adam(hp.critic_lr).init(log_alpha_prime),
-      step=jnp.zeros((), jnp.int32), hp=hp)
+      actor=actor, critic=critic, target_critic_params=common.copy_tree(critic.params),
+      temperature=_scalar_state("log_alpha", 0.0, alpha_lr),
+      lagrange=_scalar_state("log_alpha_prime", 1.0, lr("critic_lr")),  # CORL: Scalar(1.0)
+      hp=hp)
 
 
 # ----------------------------------------------------------------------------- losses
 def sac_alpha(state: CQLState) -> jax.Array:
   hp = state.hp
   if hp.auto_entropy:
-    return jnp.exp(state.log_alpha) * hp.alpha_multiplier
+    return jnp.exp(state.temperature.params["log_alpha"]) * hp.alpha_multiplier
   return jnp.asarray(hp.alpha_multiplier, jnp.float32)
-
-
-def repeat_obs(obs: jax.Array, n: int) -> jax.Array:
-  """(B, D) -> (B, n, D): each observation repeated for n sampled actions."""
-  return jnp.broadcast_to(obs[:, None, :], (obs.shape[0], n, obs.shape[-1]))
 
 
 def actor_loss(actor_params, state: CQLState, batch: Transitions, key: jax.Array):
   """SAC policy loss alpha * log pi - min Q (or BC log-likelihood during bc_steps)."""
   hp = state.hp
-  dist = actor_net(hp).apply(actor_params, batch.observations)
+  dist = state.actor.apply_fn(actor_params, batch.observations)
   actions, log_pi = dist.sample_and_log_prob(seed=key)
   alpha = jax.lax.stop_gradient(sac_alpha(state))
-  q = critic_net(hp).apply(state.critic_params, batch.observations, actions).min(0)
+  q = state.critic.apply_fn(state.critic.params, batch.observations, actions).min(0)
   loss = jnp.mean(alpha * log_pi - q)
   if hp.bc_steps > 0:
     clipped = jnp.clip(batch.actions, -hp.max_action * (1 - 1e-6), hp.max_action * (1 - 1e-6))
@@ -250,13 +174,8 @@ def actor_loss(actor_params, state: CQLState, batch: Transitions, key: jax.Array
   return loss, {"actor_loss": loss, "log_pi": log_pi}
 
 
-def alpha_loss(log_alpha, log_pi: jax.Array, target_entropy: float):
-  """Automatic entropy tuning (SAC v2): drive E[-log pi] towards target_entropy."""
-  return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_pi + target_entropy))
-
-
 def cql_penalty(q_pred, q_rand, q_cur, log_pi_cur, q_next, log_pi_next, act_dim: int,
-                hp: Hparams):
+                hp: common.Hyper):
   """logsumexp over sampled actions minus Q on data actions, per critic -> (num_critics,).
 
   q_pred: (2, B); q_rand, q_cur, q_next: (2, B, N); log-probs: (B, N).
@@ -275,45 +194,43 @@ def critic_loss(critic_params, state: CQLState, batch: Transitions, key: jax.Arr
   hp = state.hp
   n = hp.num_sampled_actions
   k_next, k_rand, k_cur, k_nextn = jax.random.split(key, 4)
-  policy, critic = actor_net(hp), critic_net(hp)
+  policy = functools.partial(state.actor.apply_fn, state.actor.params)
+  critic = state.critic.apply_fn
   alpha = sac_alpha(state)
+  obs_n = common.repeat_obs(batch.observations, n)
+  next_obs_n = common.repeat_obs(batch.next_observations, n)
 
   # TD target from the target critics at policy actions in s' (no entropy unless backup_entropy).
   if hp.max_target_backup:
-    dist = policy.apply(state.actor_params, repeat_obs(batch.next_observations, n))
-    next_a, next_log_pi = dist.sample_and_log_prob(seed=k_next)  # (B, n, A), (B, n)
-    next_q = critic.apply(state.target_critic_params, repeat_obs(batch.next_observations, n),
-                          next_a).min(0)
+    next_a, next_log_pi = policy(next_obs_n).sample_and_log_prob(seed=k_next)  # (B, n, A)
+    next_q = critic(state.target_critic_params, next_obs_n, next_a).min(0)
     idx = jnp.argmax(next_q, axis=-1)
     next_q = jnp.take_along_axis(next_q, idx[:, None], -1)[:, 0]
     next_log_pi = jnp.take_along_axis(next_log_pi, idx[:, None], -1)[:, 0]
   else:
-    dist = policy.apply(state.actor_params, batch.next_observations)
-    next_a, next_log_pi = dist.sample_and_log_prob(seed=k_next)
-    next_q = critic.apply(state.target_critic_params, batch.next_observations, next_a).min(0)
+    next_a, next_log_pi = policy(batch.next_observations).sample_and_log_prob(seed=k_next)
+    next_q = critic(state.target_critic_params, batch.next_observations, next_a).min(0)
   if hp.backup_entropy:
     next_q = next_q - alpha * next_log_pi
   target = common.td_target(batch.rewards, batch.masks, hp.discount, next_q)
-  q_pred = critic.apply(critic_params, batch.observations, batch.actions)  # (2, B)
+  q_pred = critic(critic_params, batch.observations, batch.actions)  # (2, B)
   td_loss = jnp.mean(jnp.square(q_pred - target), axis=-1)  # (2,)
 
   # Conservative term (Eq. 4): Q at uniform and policy actions (at s and at s'), all at s.
-  obs_n = repeat_obs(batch.observations, n)
   b = batch.observations.shape[0]
   rand_a = jax.random.uniform(k_rand, (b, n, hp.act_dim), minval=-1.0, maxval=1.0)
-  cur_a, cur_log_pi = policy.apply(state.actor_params, obs_n).sample_and_log_prob(seed=k_cur)
-  nxt_a, nxt_log_pi = policy.apply(
-      state.actor_params, repeat_obs(batch.next_observations, n)).sample_and_log_prob(
-          seed=k_nextn)
+  cur_a, cur_log_pi = policy(obs_n).sample_and_log_prob(seed=k_cur)
+  nxt_a, nxt_log_pi = policy(next_obs_n).sample_and_log_prob(seed=k_nextn)
   cur_a, cur_log_pi, nxt_a, nxt_log_pi = jax.lax.stop_gradient(
       (cur_a, cur_log_pi, nxt_a, nxt_log_pi))
-  q_rand = critic.apply(critic_params, obs_n, rand_a)
-  q_cur = critic.apply(critic_params, obs_n, cur_a)
-  q_next = critic.apply(critic_params, obs_n, nxt_a)
+  q_rand = critic(critic_params, obs_n, rand_a)
+  q_cur = critic(critic_params, obs_n, cur_a)
+  q_next = critic(critic_params, obs_n, nxt_a)
   diff = cql_penalty(q_pred, q_rand, q_cur, cur_log_pi, q_next, nxt_log_pi, hp.act_dim, hp)
 
   if hp.lagrange:
-    alpha_prime = jnp.clip(jnp.exp(jax.lax.stop_gradient(state.log_alpha_prime)), 0.0, 1e6)
+    alpha_prime = jnp.clip(jnp.exp(jax.lax.stop_gradient(state.lagrange.params["log_alpha_prime"])), 0.0,
+                           1e6)
     min_q_loss = alpha_prime * hp.cql_alpha * (diff - hp.target_action_gap)
   else:
     alpha_prime = jnp.zeros(())
@@ -324,7 +241,7 @@ def critic_loss(critic_params, state: CQLState, batch: Transitions, key: jax.Arr
                 "alpha_prime": alpha_prime, "_diff": diff}
 
 
-def alpha_prime_loss(log_alpha_prime, diff: jax.Array, hp: Hparams):
+def alpha_prime_loss(log_alpha_prime, diff: jax.Array, hp: common.Hyper):
   """Lagrange dual (Eq. 5): raise alpha' while the CQL gap exceeds target_action_gap."""
   alpha_prime = jnp.clip(jnp.exp(log_alpha_prime), 0.0, 1e6)
   gap = jax.lax.stop_gradient(diff) - hp.target_action_gap
@@ -333,43 +250,36 @@ def alpha_prime_loss(log_alpha_prime, diff: jax.Array, hp: Hparams):
 
 # ----------------------------------------------------------------------------- update
 def update(state: CQLState, batch: Transitions, key: jax.Array):
+  """Actor, critics, temperature and Lagrange multiplier, all from the pre-update state."""
   hp = state.hp
   k_actor, k_critic = jax.random.split(key)
-  g_pi, pi_info = jax.grad(actor_loss, has_aux=True)(state.actor_params, state, batch, k_actor)
+  g_pi, pi_info = jax.grad(actor_loss, has_aux=True)(state.actor.params, state, batch, k_actor)
   log_pi = pi_info.pop("log_pi")
-  g_q, q_info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch, k_critic)
+  g_q, q_info = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, k_critic)
   diff = q_info.pop("_diff")
 
-  actor_params, actor_opt_state = common.apply_updates(
-      optax.adam(hp.policy_lr), g_pi, state.actor_opt_state, state.actor_params)
-  critic_params, critic_opt_state = common.apply_updates(
-      optax.adam(hp.critic_lr), g_q, state.critic_opt_state, state.critic_params)
-  log_alpha, alpha_opt_state = state.log_alpha, state.alpha_opt_state
+  critic = state.critic.apply_gradients(grads=g_q)
+  temperature, lagrange = state.temperature, state.lagrange
   if hp.auto_entropy:
-    g_a = jax.grad(alpha_loss)(state.log_alpha, log_pi, hp.target_entropy)
-    log_alpha, alpha_opt_state = common.apply_updates(
-        optax.adam(hp.alpha_lr), g_a, state.alpha_opt_state, state.log_alpha)
-  log_alpha_prime, alpha_prime_opt_state = state.log_alpha_prime, state.alpha_prime_opt_state
+    g = jax.grad(common.temperature_loss)(temperature.params["log_alpha"], log_pi,
+                                          hp.target_entropy)
+    temperature = temperature.apply_gradients(grads={"log_alpha": g})
   if hp.lagrange:
-    g_ap = jax.grad(alpha_prime_loss)(state.log_alpha_prime, diff, hp)
-    log_alpha_prime, alpha_prime_opt_state = common.apply_updates(
-        optax.adam(hp.critic_lr), g_ap, state.alpha_prime_opt_state, state.log_alpha_prime)
+    g = jax.grad(alpha_prime_loss)(lagrange.params["log_alpha_prime"], diff, hp)
+    lagrange = lagrange.apply_gradients(grads={"log_alpha_prime": g})
 
   metrics = {**pi_info, **q_info, "alpha": sac_alpha(state), "entropy": -log_pi.mean()}
   state = state.replace(
-      actor_params=actor_params, critic_params=critic_params,
-      target_critic_params=polyak(state.target_critic_params, critic_params, hp.tau),
-      log_alpha=log_alpha, log_alpha_prime=log_alpha_prime,
-      actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
-      alpha_opt_state=alpha_opt_state, alpha_prime_opt_state=alpha_prime_opt_state,
-      step=state.step + 1)
+      actor=state.actor.apply_gradients(grads=g_pi), critic=critic,
+      target_critic_params=polyak(state.target_critic_params, critic.params, hp.tau),
+      temperature=temperature, lagrange=lagrange)
   return state, metrics
 
 
 # ----------------------------------------------------------------------------- act
 def act(state: CQLState, observations: jax.Array, key: jax.Array,
         deterministic: bool = True) -> jax.Array:
-  dist = actor_net(state.hp).apply(state.actor_params, observations)
+  dist = state.actor.apply_fn(state.actor.params, observations)
   if deterministic:
     return dist.bijector.forward(dist.distribution.mode())  # max_action * tanh(mean)
   return dist.sample(seed=key)

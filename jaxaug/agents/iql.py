@@ -13,13 +13,12 @@ configs/iql.py (docs/methods/iql.md).
 
 from __future__ import annotations
 
-import dataclasses
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax.training.train_state import TrainState
 
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
@@ -51,41 +50,26 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-@dataclasses.dataclass(frozen=True)
-class Hparams:
-  obs_dim: int
-  act_dim: int
-  max_action: float
-  actor_lr: float
-  critic_lr: float
-  value_lr: float
-  hidden_dims: tuple[int, ...]
-  discount: float
-  tau: float
-  expectile: float
-  temperature: float
-  exp_adv_max: float
-  actor: str
-  actor_dropout: float
-  actor_lr_schedule: str
-  actor_lr_decay_steps: int
-  log_std_min: float
-  log_std_max: float
-
-
 class IQLState(flax.struct.PyTreeNode):
-  actor_params: dict
-  critic_params: dict
+  actor: TrainState
+  critic: TrainState  # twin Q
+  value: TrainState  # V
   target_critic_params: dict
-  value_params: dict
-  actor_opt_state: optax.OptState
-  critic_opt_state: optax.OptState
-  value_opt_state: optax.OptState
-  hp: Hparams = flax.struct.field(pytree_node=False)
+  hp: common.Hyper
+
+  @property
+  def step(self) -> jax.Array:
+    """Number of updates done (every network steps once per update)."""
+    return self.critic.step
+
+
+# Floats that are attributes of the actor module (baked into its TrainState's static apply_fn),
+# so they are static like the network sizes.
+STATIC = ("actor_dropout", "log_std_min", "log_std_max")
 
 
 # ----------------------------------------------------------------------------- networks
-def actor_net(hp: Hparams):
+def actor_net(hp: common.Hyper):
   if hp.actor == "gaussian":
     return GaussianPolicy(hp.act_dim, hp.hidden_dims, hp.max_action, hp.log_std_min,
                           hp.log_std_max, dropout_rate=hp.actor_dropout)
@@ -93,72 +77,71 @@ def actor_net(hp: Hparams):
                              dropout_rate=hp.actor_dropout)
 
 
-def critic_net(hp: Hparams) -> CriticEnsemble:
+def critic_net(hp: common.Hyper) -> CriticEnsemble:
   return CriticEnsemble(num_critics=2, hidden_dims=hp.hidden_dims)
 
 
-def value_net(hp: Hparams) -> StateValue:
+def value_net(hp: common.Hyper) -> StateValue:
   return StateValue(hp.hidden_dims)
 
 
-def actor_tx(hp: Hparams) -> optax.GradientTransformation:
+def actor_tx(config: ml_collections.ConfigDict, hp: common.Hyper) -> optax.GradientTransformation:
+  """Adam on the actor, cosine-decayed over actor_lr_decay_steps (CORL) or constant; the base
+  learning rate is a leaf of the optimiser state either way."""
+  lr = config.get("actor_lr", get_config().actor_lr)
   if hp.actor_lr_schedule == "cosine":
-    return optax.adam(optax.cosine_decay_schedule(hp.actor_lr, hp.actor_lr_decay_steps))
-  return optax.adam(hp.actor_lr)
+    steps = hp.actor_lr_decay_steps
+    return common.scheduled_adam(lr, lambda peak: optax.cosine_decay_schedule(peak, steps))
+  return common.adam(lr)
 
 
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
          ) -> IQLState:
-  hp = common.hparams_from_config(Hparams, config if config is not None else get_config(),
-                                  spec, "iql")
+  hp = common.hyper_from_config(config, get_config(), spec, "iql", static=STATIC)
+  config = config if config is not None else get_config()
   if hp.actor not in ACTORS:
     raise ValueError(f"config.agent.actor must be one of {ACTORS}, got {hp.actor!r}")
   if hp.actor_lr_schedule not in ACTOR_LR_SCHEDULES:
     raise ValueError(f"config.agent.actor_lr_schedule must be one of {ACTOR_LR_SCHEDULES}, "
                      f"got {hp.actor_lr_schedule!r}")
-  if not 0.0 < hp.expectile < 1.0:
-    raise ValueError(f"config.agent.expectile must be in (0, 1), got {hp.expectile}")
   k_actor, k_critic, k_value = jax.random.split(key, 3)
   obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
-  actor_params = actor_net(hp).init(k_actor, obs)
-  critic_params = critic_net(hp).init(k_critic, obs, act)
-  value_params = value_net(hp).init(k_value, obs)
-  return IQLState(
-      actor_params=actor_params, critic_params=critic_params,
-      target_critic_params=jax.tree.map(jnp.copy, critic_params), value_params=value_params,
-      actor_opt_state=actor_tx(hp).init(actor_params),
-      critic_opt_state=optax.adam(hp.critic_lr).init(critic_params),
-      value_opt_state=optax.adam(hp.value_lr).init(value_params),
-      hp=hp)
+  actor_def, critic_def, value_def = actor_net(hp), critic_net(hp), value_net(hp)
+  lr = lambda name: config.get(name, get_config()[name])
+  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
+                            tx=actor_tx(config, hp))
+  critic = TrainState.create(apply_fn=critic_def.apply,
+                             params=critic_def.init(k_critic, obs, act),
+                             tx=common.adam(lr("critic_lr")))
+  value = TrainState.create(apply_fn=value_def.apply, params=value_def.init(k_value, obs),
+                            tx=common.adam(lr("value_lr")))
+  return IQLState(actor=actor, critic=critic, value=value,
+                  target_critic_params=common.copy_tree(critic.params), hp=hp)
 
 
 # ----------------------------------------------------------------------------- losses
-def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
-  """Asymmetric L2 (Eq. 5): |expectile - 1(diff < 0)| * diff^2, averaged."""
-  weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
-  return jnp.mean(weight * jnp.square(diff))
-
-
 def value_loss(value_params, state: IQLState, batch: Transitions):
+  """V fits the `expectile` of the target twin-Q minimum over dataset actions (Eq. 5)."""
   hp = state.hp
-  q = critic_net(hp).apply(state.target_critic_params, batch.observations, batch.actions).min(0)
-  v = value_net(hp).apply(value_params, batch.observations)
+  q = state.critic.apply_fn(state.target_critic_params, batch.observations,
+                            batch.actions).min(0)
+  v = state.value.apply_fn(value_params, batch.observations)
   adv = jax.lax.stop_gradient(q) - v
-  loss = expectile_loss(adv, hp.expectile)
+  loss = common.expectile_loss(adv, hp.expectile)
   return loss, {"value_loss": loss, "v": v.mean(), "advantage": jax.lax.stop_gradient(adv)}
 
 
 def critic_loss(critic_params, state: IQLState, batch: Transitions):
   hp = state.hp
-  next_v = value_net(hp).apply(state.value_params, batch.next_observations)
+  next_v = state.value.apply_fn(state.value.params, batch.next_observations)
   target = common.td_target(batch.rewards, batch.masks, hp.discount, next_v)
-  q = critic_net(hp).apply(critic_params, batch.observations, batch.actions)  # (2, B)
+  q = state.critic.apply_fn(critic_params, batch.observations, batch.actions)  # (2, B)
   loss = jnp.mean(jnp.square(q - target))  # mean of the two critics' MSEs (CORL)
   return loss, {"critic_loss": loss, "q": q.mean()}
 
 
-def actor_loss(actor_params, hp: Hparams, batch: Transitions, advantage: jax.Array,
+def actor_loss(actor_params, hp: common.Hyper, batch: Transitions, advantage: jax.Array,
                key: jax.Array):
   """Advantage-weighted regression (Eq. 7) with exp(beta * A) clipped at exp_adv_max."""
   weights = jnp.minimum(jnp.exp(hp.temperature * advantage), hp.exp_adv_max)
@@ -174,23 +157,18 @@ def actor_loss(actor_params, hp: Hparams, batch: Transitions, advantage: jax.Arr
 
 # ----------------------------------------------------------------------------- update
 def update(state: IQLState, batch: Transitions, key: jax.Array):
+  """All three losses at the pre-update parameters, then one step of each network."""
   hp = state.hp
-  g_v, v_info = jax.grad(value_loss, has_aux=True)(state.value_params, state, batch)
-  g_q, q_info = jax.grad(critic_loss, has_aux=True)(state.critic_params, state, batch)
+  g_v, v_info = jax.grad(value_loss, has_aux=True)(state.value.params, state, batch)
+  g_q, q_info = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch)
   advantage = v_info.pop("advantage")
-  g_pi, pi_info = jax.grad(actor_loss, has_aux=True)(state.actor_params, hp, batch, advantage,
+  g_pi, pi_info = jax.grad(actor_loss, has_aux=True)(state.actor.params, hp, batch, advantage,
                                                      key)
-  value_params, value_opt_state = common.apply_updates(
-      optax.adam(hp.value_lr), g_v, state.value_opt_state, state.value_params)
-  critic_params, critic_opt_state = common.apply_updates(
-      optax.adam(hp.critic_lr), g_q, state.critic_opt_state, state.critic_params)
-  actor_params, actor_opt_state = common.apply_updates(
-      actor_tx(hp), g_pi, state.actor_opt_state, state.actor_params)
+  critic = state.critic.apply_gradients(grads=g_q)
   state = state.replace(
-      actor_params=actor_params, critic_params=critic_params, value_params=value_params,
-      target_critic_params=polyak(state.target_critic_params, critic_params, hp.tau),
-      actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state,
-      value_opt_state=value_opt_state)
+      actor=state.actor.apply_gradients(grads=g_pi), critic=critic,
+      value=state.value.apply_gradients(grads=g_v),
+      target_critic_params=polyak(state.target_critic_params, critic.params, hp.tau))
   return state, {**v_info, **q_info, **pi_info}
 
 
@@ -198,7 +176,7 @@ def update(state: IQLState, batch: Transitions, key: jax.Array):
 def act(state: IQLState, observations: jax.Array, key: jax.Array,
         deterministic: bool = True) -> jax.Array:
   hp = state.hp
-  out = actor_net(hp).apply(state.actor_params, observations)
+  out = state.actor.apply_fn(state.actor.params, observations)
   if hp.actor == "deterministic":
     return out
   actions = out.mode() if deterministic else out.sample(seed=key)

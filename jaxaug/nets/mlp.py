@@ -17,8 +17,14 @@ import jax.numpy as jnp
 
 Activation = Callable[[jax.Array], jax.Array]
 
+
+def mish(x: jax.Array) -> jax.Array:
+  """Mish (Misra 2019): x * tanh(softplus(x))."""
+  return x * jnp.tanh(jax.nn.softplus(x))
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": nn.relu, "mish": lambda x: x * jnp.tanh(nn.softplus(x)), "gelu": nn.gelu,
+    "relu": nn.relu, "mish": mish, "gelu": nn.gelu,
     "silu": nn.silu, "tanh": jnp.tanh, "elu": nn.elu,
 }
 
@@ -29,8 +35,25 @@ def get_activation(name: str) -> Activation:
   return ACTIVATIONS[name]
 
 
+def sequential_orthogonal(scale: float) -> nn.initializers.Initializer:
+  """flax's orthogonal initializer whose batched (vmapped) form is a loop over the batch.
+
+  An `nn.vmap`ed ensemble (or vmapped seeds) would turn a plain orthogonal init into one
+  batched LAPACK QR, on which jaxlib 0.10.x's XLA:CPU can deadlock on small machines. Under vmap
+  this initializer draws each member with its own key, one after the other, which gives the
+  same values as the batched QR without ever emitting it; unbatched it is the plain init.
+  """
+  base = nn.initializers.orthogonal(scale)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.custom_batching.sequential_vmap(lambda k: base(k, shape, dtype))(key)
+
+  return init
+
+
 def default_init(scale: float = math.sqrt(2.0)):
-  return nn.initializers.orthogonal(scale)
+  """Orthogonal init (gain sqrt 2 by default, the ReLU gain), safe under vmap."""
+  return sequential_orthogonal(scale)
 
 
 class MLP(nn.Module):
@@ -71,12 +94,13 @@ class StateActionValue(nn.Module):
   layer_norm: bool = False
   orthogonal_init: bool = False
   layer_norm_epsilon: float = 1e-6
+  final_scale: float = 1.0  # orthogonal gain of the output layer (with orthogonal_init)
 
   @nn.compact
   def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
     x = jnp.concatenate([obs, actions], axis=-1)
     return MLP(self.hidden_dims, 1, self.activation, self.layer_norm,
-               orthogonal_init=self.orthogonal_init,
+               orthogonal_init=self.orthogonal_init, final_scale=self.final_scale,
                layer_norm_epsilon=self.layer_norm_epsilon)(x)[..., 0]
 
 
@@ -95,7 +119,13 @@ class StateValue(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-  """`num_critics` independent Q-networks; output shape (num_critics, ...batch)."""
+  """`num_critics` independent Q-networks; output shape (num_critics, ...batch).
+
+  With `orthogonal_init`, hidden kernels get gain sqrt 2 and the output kernel `final_scale`
+  (CQL/CORL: 1e-2), biases zero. `member_name` names the vmapped member module (default: flax's
+  automatic name); the initial values depend on it, so an agent whose parameters were created
+  under another name keeps its name (and with it its initial values and checkpoint layout).
+  """
 
   num_critics: int = 2
   hidden_dims: Sequence[int] = (256, 256)
@@ -103,13 +133,16 @@ class CriticEnsemble(nn.Module):
   layer_norm: bool = False
   orthogonal_init: bool = False
   layer_norm_epsilon: float = 1e-6  # flax default; 1e-5 to mirror a torch.nn.LayerNorm
+  final_scale: float = 1.0
+  member_name: str | None = None
 
   @nn.compact
   def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
     ensemble = nn.vmap(StateActionValue, variable_axes={"params": 0}, split_rngs={"params": True},
                        in_axes=None, out_axes=0, axis_size=self.num_critics)
     return ensemble(self.hidden_dims, self.activation, self.layer_norm,
-                    self.orthogonal_init, self.layer_norm_epsilon)(obs, actions)
+                    self.orthogonal_init, self.layer_norm_epsilon, self.final_scale,
+                    name=self.member_name)(obs, actions)
 
 
 class DeterministicPolicy(nn.Module):
