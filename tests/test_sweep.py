@@ -366,3 +366,18 @@ def test_a_static_float_hyperparameter_splits_the_group():
   assert sweep_lib.split_by_signature(sigs) == [[0, 1], [2]]
   stacked = sweep_lib.stack_states([a, b])
   assert stacked.w.shape == (2, 3) and stacked.alpha == 1.0
+
+
+def test_a_float_that_is_no_leaf_is_found_by_initialising():
+  base = _config()
+  configs = [sweep_lib.apply_overrides(base, {"agent.alpha": a, "agent.tau": t})
+             for a, t in ((1.0, 0.005), (5.0, 0.01))]
+  assert sweep_lib.varying_leaf_fields(configs) == ["agent.alpha", "agent.tau"]
+  spec = EnvSpec(11, 3)
+
+  def init_with(c):  # tau as a Python constant: not in the state
+    s = td3bc.init(jax.random.key(0), spec, c.agent)
+    return s.replace(hp=s.hp.replace(tau=0.005))
+  assert sweep_lib.constant_fields(configs, init_with) == ["agent.tau"]
+  real = lambda c: td3bc.init(jax.random.key(0), spec, c.agent)
+  assert sweep_lib.constant_fields(configs, real) == []

@@ -260,6 +260,35 @@ def stack_states(states: Sequence[Any]) -> Any:
                                       for j in range(len(leaves[0]))])
 
 
+def _get(config, key: str):
+  node, leaf = _lookup(config, key, "")
+  return node[leaf]
+
+
+def varying_leaf_fields(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
+  """The fields a group's points vary that were blanked by structure_key (seed excluded)."""
+  flats = [_flat(c) for c in configs]
+  return sorted(k for k in flats[0] if k not in _FREE_TOP_LEVEL and is_leaf_field(k, flats[0][k])
+                and any(f.get(k) != flats[0][k] for f in flats[1:]))
+
+
+def constant_fields(configs: Sequence[ml_collections.ConfigDict], init_with) -> list[str]:
+  """Varying float fields that change no array of the initial state: `init_with(config)` builds
+  a state with one fixed key, for point 0's config and, per varying field, for point 0's config
+  with that field set to another point's value; equal arrays = the field is not a leaf."""
+  out = []
+  fields = varying_leaf_fields(configs)
+  state0 = init_with(configs[0]) if fields else None
+  for field in fields:
+    other = next(_get(c, field) for c in configs[1:] if _get(c, field) != _get(configs[0], field))
+    changed = apply_overrides(configs[0], {field: other})
+    a, b = jax.tree.leaves(state0), jax.tree.leaves(init_with(changed))
+    if len(a) == len(b) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                for x, y in zip(a, b)):
+      out.append(field)
+  return out
+
+
 def split_by_signature(signatures: Sequence[str]) -> list[list[int]]:
   groups: dict[str, list[int]] = {}
   for i, s in enumerate(signatures):
@@ -410,8 +439,15 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
         jnp.stack([keys[i][0] for i in members])))
     for r, i in enumerate(members):
       states[i] = jax.tree.map(lambda x, r=r: x[r], stacked)
+  # A float that changes no array of the state (a Python constant, e.g. inside an optimiser)
+  # cannot vary inside one program: its values split the group like structure does.
+  constant = constant_fields(
+      configs, lambda c: jax.device_get(jax.jit(lambda k, a=c.agent: agent.init(k, spec, a))(
+          keys[0][0])))
+  signatures = [state_signature(s) + json.dumps([_get(c, f) for f in constant])
+                for s, c in zip(states, configs)]
   results: list = [None] * len(configs)
-  for sub in split_by_signature([state_signature(s) for s in states]):
+  for sub in split_by_signature(signatures):
     n_dev = len(jax.devices())
     n_sweep = choose_sweep_devices(len(sub), n_dev, sweep_devices)
     mesh = mesh_lib.make_sweep_mesh(n_sweep)
