@@ -257,7 +257,7 @@ def profile_mixer_layers(impl, batch=64, width=15, rounds=2):
                          stride=2 if self.kind == "down" else 1)
 
   attn = dn.AttentionResidual if impl == "conv" else dn._AttentionResidualFactored  # pylint: disable=protected-access
-  blk = dn.MixerBlock
+  blk = dn.MixerBlock if impl == "conv" else dn._MixerBlockFused  # pylint: disable=protected-access
   # (name, module, (H, C_in), takes the embedding, occurrences)
   layers = [("block H32 1->16", blk(16), (32, 1), 1, 1), ("block H32 16", blk(16), (32, 16), 1, 1),
             ("attn H32 C16", attn(), (32, 16), 0, 1), ("down H32 C16", Conv("down", 16), (32, 16), 0, 1),

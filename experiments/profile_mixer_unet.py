@@ -19,10 +19,12 @@ Three parts (--parts):
           the step's wall time (operations of the two pool threads may overlap, so the sum can
           exceed the wall time).
   pieces  forward+backward time of each piece of a MixerBlock at every distinct block shape of
-          the network (LayerNorm over D*C, feature MLP D*C -> 4C -> D*C, the transposes to
-          (B, D, C, H) and back, LayerNorm over H, temporal MLP H -> 4H -> H, the exact-erf GELU
-          alone with the tanh approximation beside it for its cost, and the whole block), timed
-          in interleaved rounds, weighted by how often each block shape occurs.
+          the network, in the matmul implementation's single (B, H, D*C) layout (LayerNorm over
+          D*C, feature MLP D*C -> 4C -> D*C, LayerNorm over H, temporal MLP H -> 4H -> H as
+          batched matmuls), the former layout's transposes to (B, D, C, H) and back, the exact
+          GELU on the temporal hidden activations as erf (used), erfc (jax.nn.gelu) and the
+          tanh approximation (for its cost), and the whole block next to the former one
+          (`MixerBlock`, impl="conv"); interleaved rounds, weighted by block occurrences.
 
 The matmul peak (a 4096^3 fp32 matmul) is measured in the same process, and the achieved FLOP
 rate of the dots (XLA's FLOP count per dot / traced time) is reported against it. Results are
@@ -168,13 +170,14 @@ def part_of(op_name):
   'jit(update)/transpose(jvp(MixerUnet))/MixerBlock_3/FeedForward_1/Dense_0/dot_general'."""
   bwd = "transpose(" in op_name
   if "MixerBlock" in op_name:
-    if "FeedForward_0" in op_name:
+    # flax submodules (MixerBlock) or named scopes (the matmul implementation's block)
+    if re.search("FeedForward_0|feature_mlp", op_name):
       part = "block: feature MLP"
-    elif "FeedForward_1" in op_name:
+    elif re.search("FeedForward_1|temporal_mlp", op_name):
       part = "block: temporal MLP"
-    elif "LayerNorm_0" in op_name:
+    elif re.search("LayerNorm_0|feature_norm", op_name):
       part = "block: feature LayerNorm"
-    elif "LayerNorm_1" in op_name:
+    elif re.search("LayerNorm_1|temporal_norm", op_name):
       part = "block: temporal LayerNorm"
     elif re.search(r"MixerBlock_\d+/transpose", op_name):
       part = "block: layout transposes"
@@ -292,42 +295,51 @@ BLOCKS = [(32, 1, 16, 1), (32, 16, 16, 1), (16, 16, 32, 1), (16, 32, 32, 1), (8,
           (8, 128, 32, 1), (8, 32, 32, 1), (16, 64, 16, 1), (16, 16, 16, 1)]
 
 
-def _ln(x, axis, g, b):
-  mu = jnp.mean(x, axis=axis, keepdims=True)
-  var = jnp.mean(jnp.square(x - mu), axis=axis, keepdims=True)
-  return (x - mu) * jax.lax.rsqrt(var + 1e-5) * g + b
+def _mlp(x, w1, b1, w2, b2, gelu):
+  return gelu(x @ w1 + b1) @ w2 + b2
 
 
-def _mlp(x, w1, b1, w2, b2, approximate=False):
-  return jax.nn.gelu(x @ w1 + b1, approximate=approximate) @ w2 + b2
+def _batched(w, v):
+  """W^T @ v_b per window, as the matmul implementation's temporal MLP runs it."""
+  return jax.lax.dot_general(jnp.broadcast_to(w.T, (v.shape[0],) + w.T.shape), v,
+                             (((2,), (1,)), ((0,), (0,))))
 
 
 def block_pieces(batch, horizon, d, c_in, c_out):
-  """{piece: (f(params, x) -> array, params, x)} for one block shape."""
+  """{piece: (f(params, x) -> array, params, x)} for one block shape: the pieces of the matmul
+  implementation's block (`_MixerBlockFused`, one (B, H, D*C) layout), the former layout's
+  transposes, the GELU variants on the temporal hidden activations, and both whole blocks."""
+  dn = denoisers
   r = np.random.default_rng(0)
   n = lambda *s: jnp.asarray(r.standard_normal(s, dtype=np.float32) / np.sqrt(s[0]))
   x = n(batch, horizon, d, c_in) * np.sqrt(batch)
-  f_in, t_in = d * c_in, horizon
-  pf = (n(f_in, 4 * c_in), jnp.zeros(4 * c_in), n(4 * c_in, f_in), jnp.zeros(f_in))
-  pt = (n(t_in, 4 * t_in), jnp.zeros(4 * t_in), n(4 * t_in, t_in), jnp.zeros(t_in))
-  xt = jnp.transpose(x, (0, 2, 3, 1))
+  m, h = d * c_in, horizon
+  rows = x.reshape(batch, h, m)
+  pf = (n(m, 4 * c_in), jnp.zeros(4 * c_in), n(4 * c_in, m), jnp.zeros(m))
+  w1, w2 = n(h, 4 * h), n(4 * h, h)
+  hidden = n(batch, 4 * h, m) * np.sqrt(batch)
+  ln = dn._layer_norm  # pylint: disable=protected-access
   pieces = {
-      "feature LayerNorm": (lambda p, v: _ln(v.reshape(batch, horizon, f_in), -1, *p),
-                            (jnp.ones(f_in), jnp.zeros(f_in)), x),
-      "feature MLP": (lambda p, v: _mlp(v, *p), pf, x.reshape(batch * horizon, f_in)),
-      "layout transposes": (lambda p, v: jnp.transpose(jnp.transpose(v, (0, 2, 3, 1)) * p,
-                                                       (0, 3, 1, 2)), jnp.ones(()), x),
-      "temporal LayerNorm": (lambda p, v: _ln(v, -1, *p), (jnp.ones(t_in), jnp.zeros(t_in)), xt),
-      "temporal MLP": (lambda p, v: _mlp(v, *p), pt, xt.reshape(-1, t_in)),
-      "exact GELU (temporal hidden)": (lambda p, v: jax.nn.gelu(v * p, approximate=False),
-                                       jnp.ones(()), n(batch * d * c_in, 4 * t_in)),
-      "tanh GELU (same shape)": (lambda p, v: jax.nn.gelu(v * p, approximate=True),
-                                 jnp.ones(()), n(batch * d * c_in, 4 * t_in)),
+      "feature LayerNorm": (lambda p, v: ln(v, -1, *p), (jnp.ones(m), jnp.zeros(m)), rows),
+      "feature MLP": (lambda p, v: _mlp(v, *p, dn.gelu_erf), pf, rows.reshape(-1, m)),
+      "temporal LayerNorm": (lambda p, v: ln(v, 1, p[0][:, None], p[1][:, None]),
+                             (jnp.ones(h), jnp.zeros(h)), rows),
+      "temporal MLP": (lambda p, v: _batched(p[2], dn.gelu_erf(_batched(p[0], v) +
+                                                                p[1][:, None])) + p[3][:, None],
+                       (w1, jnp.zeros(4 * h), w2, jnp.zeros(h)), rows),
+      "former layout transposes": (lambda p, v: jnp.transpose(jnp.transpose(v, (0, 2, 3, 1)) * p,
+                                                              (0, 3, 1, 2)), jnp.ones(()), x),
+      "GELU erf (temporal hidden)": (lambda p, v: dn.gelu_erf(v * p), jnp.ones(()), hidden),
+      "GELU erfc (same)": (lambda p, v: jax.nn.gelu(v * p, approximate=False), jnp.ones(()),
+                           hidden),
+      "GELU tanh (same)": (lambda p, v: jax.nn.gelu(v * p, approximate=True), jnp.ones(()),
+                           hidden),
   }
-  mod = denoisers.MixerBlock(c_out)
   emb = jnp.ones((batch, 32))
-  mp = mod.init(jax.random.key(1), x, emb)
-  pieces["whole MixerBlock"] = (lambda p, v: mod.apply(p, v, emb), mp, x)
+  for name, mod in (("whole block", dn._MixerBlockFused(c_out)),  # pylint: disable=protected-access
+                    ("former block", dn.MixerBlock(c_out))):
+    mp = mod.init(jax.random.key(1), x, emb)
+    pieces[name] = (lambda p, v, mod=mod: mod.apply(p, v, emb), mp, x)
   return pieces
 
 
@@ -428,17 +440,11 @@ def main(argv):
   if "pieces" in _PARTS.value:
     pc = time_pieces(_BATCH.value, _HORIZON.value, _FEATURES.value, _ROUNDS.value)
     out["pieces"] = pc
-    pieces = list(next(iter(pc["rows"].values())).keys())
-    pieces.remove("count")
-    short = [p.split(" (")[0] for p in pieces]
-    print("\nMixerBlock pieces, forward+backward ms (batch {}, D {}):".format(_BATCH.value,
-                                                                             _FEATURES.value))
-    print("  " + f"{'block':16s}" + "".join(f"{s[:13]:>14s}" for s in short))
-    for shape, r in pc["rows"].items():
-      print("  " + f"{shape + ' x' + str(r['count']):16s}" +
-            "".join(f"{r[p]:14.1f}" for p in pieces))
-    print("  " + f"{'weighted sum':16s}" + "".join(f"{pc['weighted_total_ms'][p]:14.1f}"
-                                                for p in pieces))
+    total = pc["weighted_total_ms"]["whole block"]
+    print(f"\nMixerBlock pieces, forward+backward, summed over the network's {sum(b[3] for b in BLOCKS)} "
+          f"blocks (batch {_BATCH.value}, D {_FEATURES.value}); per shape in the JSON:")
+    for piece, ms in pc["weighted_total_ms"].items():
+      print(f"  {piece:30s} {ms:9.1f} ms  ({100 * ms / total:5.1f}% of the whole blocks)")
   out["load_after"] = list(os.getloadavg())
   bench.write_json(_OUT.value, out)
   print(f"\nload before {out['load_before']}, after {out['load_after']}; wrote {_OUT.value}")

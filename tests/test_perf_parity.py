@@ -3,9 +3,10 @@
 * DTQL acting: `make_act_fn` on `act_params` (key folded in inside the jit) == `act` on the whole
   state with the same folded key, for every policy / candidate setting; the parameters passed are
   only the policy (+ target Q with the max-Q trick).
-* MixerUnet: `impl="matmul"` (horizon-major layout, convolutions as slices + matmuls) has the
-  parameter tree, initial values, outputs and gradients of `impl="conv"` (flax nn.Conv /
-  nn.ConvTranspose), on random inputs and random parameters.
+* MixerUnet: `impl="matmul"` (convolutions as slices + matmuls, reassociated attention, MixerBlocks
+  in one layout with the temporal MLP as batched matmuls and torch's erf GELU) has the parameter
+  tree, initial values, outputs and gradients of `impl="conv"` (flax nn.Conv / nn.ConvTranspose
+  / MixerBlock), on random inputs and random parameters; the same for one block alone.
 * `evaluation.make_policy`: the pruned, key-folding jitted policy == `act` on the whole state.
 * Diffusion EMA: the `lax.cond` version equals the former compute-and-select blend (to 2 ulp).
 """
@@ -117,6 +118,47 @@ def test_mixer_unet_matmul_equals_conv(kwargs, shape):
   assert float(jnp.abs(g_conv[1]).max()) > 0  # the input gradient is compared too
 
 
+def test_gelu_erf_equals_exact_gelu():
+  """torch's exact-GELU formula x/2 (1 + erf(x / sqrt 2)) == jax.nn.gelu(approximate=False)
+  (erfc form) to float32 rounding, values and derivatives, tails included."""
+  x = jnp.linspace(-12.0, 12.0, 100_001)
+  got, ref = np.asarray(denoisers.gelu_erf(x)), np.asarray(jax.nn.gelu(x, approximate=False))
+  # erf form: 1 + erf(x / sqrt 2) cancels for x < 0, leaving a few ulp of 1 (< 1e-6) absolute.
+  np.testing.assert_allclose(got, ref, rtol=4e-7, atol=1e-6)
+  away = np.asarray(x) >= 0.0  # no cancellation: 2-3 ulp of the output
+  np.testing.assert_allclose(got[away], ref[away], rtol=3e-7, atol=2e-7)
+  g_got = np.asarray(jax.vmap(jax.grad(denoisers.gelu_erf))(x))
+  g_ref = np.asarray(jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, approximate=False)))(x))
+  np.testing.assert_allclose(g_got, g_ref, rtol=1e-6, atol=5e-7)
+  assert not np.allclose(got, np.asarray(jax.nn.gelu(x, approximate=True)), atol=1e-5)
+
+
+@pytest.mark.parametrize("c_in,c_out", [(1, 16), (8, 8), (12, 4)])
+def test_fused_mixer_block_equals_mixer_block(c_in, c_out):
+  """The matmul implementation's block (one layout, batched temporal matmuls, LayerNorm over H
+  in place) has MixerBlock's parameters and computes the same outputs and gradients, including
+  on rows with |mean| / std ~ 300 (the two-pass variance must survive the rewrite)."""
+  b, h, d = 3, 8, 5
+  emb = jax.random.normal(jax.random.key(3), (b, 32))
+  old, new = denoisers.MixerBlock(c_out), denoisers._MixerBlockFused(c_out)  # pylint: disable=protected-access
+  for offset in (0.0, 300.0):
+    x = offset + jax.random.normal(jax.random.key(4), (b, h, d, c_in))
+    p_old, p_new = old.init(jax.random.key(5), x, emb), new.init(jax.random.key(5), x, emb)
+    assert jax.tree_util.tree_structure(p_old) == jax.tree_util.tree_structure(p_new)
+    for a, c in zip(jax.tree.leaves(p_old), jax.tree.leaves(p_new)):
+      assert a.shape == c.shape and np.array_equal(np.asarray(a), np.asarray(c))
+    params = _perturbed(p_old, jax.random.key(6))
+    y_old, y_new = old.apply(params, x, emb), new.apply(params, x, emb)
+    scale = float(jnp.abs(y_old).max())
+    np.testing.assert_allclose(np.asarray(y_new), np.asarray(y_old), rtol=1e-5, atol=2e-6 * scale)
+    loss = lambda m: (lambda p, v: jnp.sum(jnp.sin(m.apply(p, v, emb))))
+    g_old = jax.grad(loss(old), argnums=(0, 1))(params, x)
+    g_new = jax.grad(loss(new), argnums=(0, 1))(params, x)
+    gs = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_old))
+    for a, c in zip(jax.tree.leaves(g_old), jax.tree.leaves(g_new)):
+      np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=1e-4, atol=1e-5 * gs)
+
+
 def test_mixer_unet_rejects_unknown_impl():
   net = denoisers.MixerUnet(dim=8, dim_mults=(1, 2), impl="cuda")
   with pytest.raises(ValueError, match="MixerUnet.impl"):
@@ -144,7 +186,7 @@ def test_ema_cond_equals_select(warmup):
   c.ema_every = 10
   c.ema_update_after_step = 30
   c.ema_decay = 0.995
-  hp = dtrain.hparams_from_config(c)
+  hp = dtrain.hyper_from_config(c)
   tree = {"a": jnp.zeros((5, 3)), "b": {"c": jnp.ones((7,))}}
 
   def run(fn):
