@@ -258,17 +258,22 @@ def profile_mixer_layers(impl, batch=64, width=15, rounds=2):
 
   attn = dn.AttentionResidual if impl == "conv" else dn._AttentionResidualFactored  # pylint: disable=protected-access
   blk = dn.MixerBlock if impl == "conv" else dn._MixerBlockFused  # pylint: disable=protected-access
-  # (name, module, (H, C_in), takes the embedding, occurrences)
+  # (name, module, (H, C_in), takes the embedding, occurrences): 16 MixerBlocks, 8 attentions
+  # (after each stage's two blocks, down, middle and up), 3 down, 3 up and the head conv.
   layers = [("block H32 1->16", blk(16), (32, 1), 1, 1), ("block H32 16", blk(16), (32, 16), 1, 1),
             ("attn H32 C16", attn(), (32, 16), 0, 1), ("down H32 C16", Conv("down", 16), (32, 16), 0, 1),
-            ("block H16 16->32", blk(32), (16, 16), 1, 1), ("block H16 32", blk(32), (16, 32), 1, 2),
-            ("attn H16 C32", attn(), (16, 32), 0, 2), ("down H16 C32", Conv("down", 32), (16, 32), 0, 1),
-            ("block H8 32->64", blk(64), (8, 32), 1, 1), ("block H8 64", blk(64), (8, 64), 1, 2),
-            ("attn H8 C64", attn(), (8, 64), 0, 2), ("down H8 C64", Conv("down", 64), (8, 64), 0, 1),
+            ("block H16 16->32", blk(32), (16, 16), 1, 1), ("block H16 32", blk(32), (16, 32), 1, 1),
+            ("attn H16 C32", attn(), (16, 32), 0, 1), ("down H16 C32", Conv("down", 32), (16, 32), 0, 1),
+            ("block H8 32->64", blk(64), (8, 32), 1, 1), ("block H8 64", blk(64), (8, 64), 1, 1),
+            ("attn H8 C64", attn(), (8, 64), 0, 1), ("down H8 C64", Conv("down", 64), (8, 64), 0, 1),
             ("block H4 64->128", blk(128), (4, 64), 1, 1), ("block H4 128", blk(128), (4, 128), 1, 3),
             ("attn H4 C128", attn(), (4, 128), 0, 2),
-            ("block H4 256->64", blk(64), (4, 256), 1, 1), ("up H4 C64", Conv("up", 64), (4, 64), 0, 1),
-            ("block H8 128->32", blk(32), (8, 128), 1, 1), ("up H8 C32", Conv("up", 32), (8, 32), 0, 1),
+            ("block H4 256->64", blk(64), (4, 256), 1, 1),
+            ("block H4 64", blk(64), (4, 64), 1, 1), ("attn H4 C64", attn(), (4, 64), 0, 1),
+            ("up H4 C64", Conv("up", 64), (4, 64), 0, 1),
+            ("block H8 128->32", blk(32), (8, 128), 1, 1),
+            ("block H8 32", blk(32), (8, 32), 1, 1), ("attn H8 C32", attn(), (8, 32), 0, 1),
+            ("up H8 C32", Conv("up", 32), (8, 32), 0, 1),
             ("block H16 64->16", blk(16), (16, 64), 1, 1), ("block H16 16", blk(16), (16, 16), 1, 1),
             ("attn H16 C16", attn(), (16, 16), 0, 1), ("up H16 C16", Conv("up", 16), (16, 16), 0, 1),
             ("head conv H32 16", Conv("head", 16), (32, 16), 0, 1)]
