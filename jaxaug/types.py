@@ -7,10 +7,20 @@ An *agent* in jaxaug is a module (or any object) exposing pure functions:
     update(state, batch: Transitions, key) -> (state, metrics: dict[str, scalar])
     act(state, observations, key, deterministic: bool = True) -> actions
 
+and optionally
+
+    update_utd(state, batch, key, utd_ratio: int) -> (state, metrics)   # online, UTD > 1
+    td_error(state, batch: Transitions, key) -> (B,) array              # |TD error| per row
+
+`td_error` is what code outside the agent uses when it needs the critic's view of a batch
+(ATraDiff's TD-error importance indicator) without reading the agent's internals; an agent
+without it cannot be combined with such code (a ValueError names the config field).
+
 `update` sees one *global* batch and is written for one device; data parallelism is added
-outside, in `jaxaug.train`, by sharding the batch over the `data` mesh axis. Hyperparameters
-that change the program live in the state as static fields (`pytree_node=False`), so `update`
-and `act` need nothing but the state.
+outside, in `jaxaug.train`, by sharding the batch over the `data` mesh axis. The state is one
+`flax.struct.PyTreeNode` (jaxaug.agents.common): float hyperparameters are leaves of its `hp`
+(so states differing only in them stack and vmap like seeds), those that change the program
+are static, so `update` and `act` need nothing but the state.
 """
 
 from __future__ import annotations
@@ -44,3 +54,15 @@ class Agent(Protocol):
   init: Callable[..., Any]
   update: Callable[..., tuple[Any, Metrics]]
   act: Callable[..., jax.Array]
+  # Optional (not every agent has them): update_utd(state, batch, key, utd_ratio) and
+  # td_error(state, batch, key) -> (B,); see the module docstring.
+
+
+def td_error_fn(agent: Any, field: str) -> Callable[..., jax.Array]:
+  """`agent.td_error`, or a ValueError naming the config `field` that asked for it."""
+  fn = getattr(agent, "td_error", None)
+  if fn is None:
+    name = getattr(agent, "__name__", type(agent).__name__)
+    raise ValueError(f"{field} needs an agent with td_error(state, batch, key) (the agent "
+                     f"protocol, jaxaug/types.py); {name} has none")
+  return fn

@@ -328,7 +328,7 @@ def test_td_error_indicator_of_sac_family_states():
 
   @jax.jit
   def check(state, batch):
-    td = aimp.td_error_sac(state, batch, jax.random.key(2))
+    td = aimp.td_error(redq.td_error, state, batch, jax.random.key(2))
     q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions).mean(0)
     return td, q
 

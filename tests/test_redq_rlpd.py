@@ -50,8 +50,9 @@ def test_registry_and_paper_defaults():
   assert (c.temperature_loss, c.actor_uses_updated_critic, c.kernel_init) == (
       "alpha", True, "xavier_uniform")
   s = jax.eval_shape(lambda k: rlpd.init(k, SPEC, c), jax.random.key(0))  # shapes only
-  assert s.hyper.target_entropy == -1.0  # -|A| / 2
-  assert s.hyper.backup_entropy
+  # Float hyperparameters are leaves (abstract here), the rest static.
+  assert s.hp.target_entropy.shape == () and s.hp.backup_entropy
+  assert float(sac.hyper(SPEC, c, "rlpd", rlpd.get_config()).target_entropy) == -1.0  # -|A|/2
   leaves = jax.tree_util.tree_flatten_with_path(s.critic.params)[0]
   assert any("LayerNorm" in jax.tree_util.keystr(p) for p, _ in leaves)
   assert all(leaf.shape[0] == 10 for leaf in jax.tree.leaves(s.critic.params))  # ensemble axis
@@ -83,11 +84,11 @@ def test_redq_presets_use_mbpo_target_entropy(env, target, epochs):
   spec = envs.env_spec(cfg.env_id)
   assert target != -float(spec.act_dim)
   cfg.agent.hidden_dims = (8,)
-  state = jax.eval_shape(lambda k: redq.init(k, spec, cfg.agent), jax.random.key(0))
-  assert state.hyper.target_entropy == target
+  state = redq.init(jax.random.key(0), spec, cfg.agent)
+  assert float(state.hp.target_entropy) == target
   cfg.agent.target_entropy = -0.5
-  state = jax.eval_shape(lambda k: redq.init(k, spec, cfg.agent), jax.random.key(0))
-  assert state.hyper.target_entropy == -0.5
+  state = redq.init(jax.random.key(0), spec, cfg.agent)
+  assert float(state.hp.target_entropy) == -0.5
 
 
 def test_locked_configs_show_and_override_target_entropy_and_data_dir():
@@ -183,7 +184,7 @@ def test_target_evaluates_only_the_subset_and_equals_indexing_the_full_ensemble(
   key = jax.random.key(7)
   _, info = sac.critic_loss(state.critic.params, state, batch, key)
 
-  h = state.hyper
+  h = state.hp
   assert (h.num_critics, h.num_min_critics) == (10, 2) and state.subset_apply_fn is not None
   k_act, k_subset = jax.random.split(key)
   dist = state.actor.apply_fn(state.actor.params, batch.next_observations)
@@ -256,3 +257,20 @@ def test_rlpd_with_atradiff_keeps_the_offline_half_and_mixes_the_online_half():
   np.testing.assert_array_equal((marks == 2.0).sum(axis=1), b // 2)
   online = marks[:, b // 2:]
   assert abs(float((online == 1.0).mean()) - rho) < 0.03
+
+
+def test_redq_rlpd_are_sac_configurations_with_their_own_fallbacks():
+  """REDQ / RLPD init is SAC's init; a key an (older) config lacks takes the agent's own
+  default, and an unknown key is an error naming the agent."""
+  for agent, want in ((redq, (10, 2, "mean", -2.0)), (rlpd, (10, 2, "mean", -1.0))):
+    c = agent.get_config()
+    c.hidden_dims = (8,)
+    for field in ("num_critics", "num_min_critics", "actor_q_reduction", "target_entropy_scale"):
+      del c[field]
+    hp = agent.init(jax.random.key(0), SPEC, c).hp
+    assert (hp.num_critics, hp.num_min_critics, hp.actor_q_reduction,
+            float(hp.target_entropy)) == want
+    assert agent.update is sac.update and agent.td_error is sac.td_error
+    c.nope = 1.0
+    with pytest.raises(ValueError, match=f"{agent.__name__.split('.')[-1]}.*nope"):
+      agent.init(jax.random.key(0), SPEC, c)

@@ -67,7 +67,7 @@ def test_temperature_adapts(target_entropy, direction):
 
 def test_default_target_entropy_and_act():
   state = sac.init(jax.random.key(0), SPEC, _config())
-  assert state.hyper.target_entropy == -2.0
+  assert state.hp.target_entropy == -2.0
   obs = jnp.ones((7, SPEC.obs_dim))
   a_det = sac.act_jit(state, obs, jax.random.key(0))
   a1 = sac.act_jit(state, obs, jax.random.key(1), deterministic=False)
@@ -231,3 +231,74 @@ def test_online_training_runs_and_resumes_exactly(tmp_path):
   np.testing.assert_allclose(obs[:, 5:], np.clip(ra["infos"]["qvel"][:n], -10, 10), atol=1e-5)
   with open(tmp_path / "a" / "summary.json") as f:
     assert json.load(f)["steps"] == 300
+
+
+def test_hyperparameters_are_leaves_and_a_sweep_axis_vmaps():
+  """Float hyperparameters (and the learning rates, in the optimisers) are leaves of the state:
+  two states differing only in them stack and vmap; each vmapped row equals its own update."""
+  from jaxaug.agents import common
+  state = sac.init(jax.random.key(0), SPEC, _config())
+  assert {"discount", "tau", "target_entropy", "init_temperature"} <= set(state.hp.leaf_names)
+  assert {"num_critics", "hidden_dims", "critic_layer_norm_epsilon", "temperature_loss"}.isdisjoint(
+      state.hp.leaf_names)
+  assert float(common.learning_rate(state.critic)) == pytest.approx(3e-4)
+  other = sac.init(jax.random.key(0), SPEC, _config(tau=0.5, discount=0.9, critic_lr=1e-2,
+                                                    init_temperature=0.1))
+  # Same program: same static hyperparameters and leaf shapes. (Two inits hold distinct bound
+  # apply_fns, so a sweep stacks the leaves of each init into one template's tree.)
+  assert other.hp.static_key == state.hp.static_key
+  leaves = [jax.tree.leaves(state), jax.tree.leaves(other)]
+  assert [(a.shape, a.dtype) for a in map(jnp.asarray, leaves[0])] == [
+      (b.shape, b.dtype) for b in map(jnp.asarray, leaves[1])]
+  both = jax.tree.unflatten(jax.tree.structure(state),
+                            [jnp.stack([a, b]) for a, b in zip(*leaves)])
+  batch, key = _batch(jax.random.key(1)), jax.random.key(2)
+  stacked, _ = jax.jit(jax.vmap(sac.update, in_axes=(0, None, None)))(both, batch, key)
+  for i, single in enumerate((state, other)):
+    want, _ = sac.update_jit(single, batch, key)
+    for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b), rtol=1e-5, atol=1e-6)
+  t0 = jax.tree.leaves(stacked.target_critic_params)
+  assert not np.allclose(np.asarray(t0[0])[0], np.asarray(t0[0])[1])  # the rows do differ
+  assert float(stacked.temperature.params["params"]["log_temp"][1]) != float(
+      stacked.temperature.params["params"]["log_temp"][0])
+
+
+def test_configs_of_older_workdirs_keep_the_earlier_behaviour():
+  """A config saved before kernel_init / temperature_loss / actor_uses_updated_critic existed
+  gets jaxaug's earlier values (sac.LEGACY_DEFAULTS), not the current defaults; an unknown key
+  is a ValueError naming it."""
+  c = _config()
+  for field in sac.LEGACY_DEFAULTS:
+    del c[field]
+  hp = sac.init(jax.random.key(0), SPEC, c).hp
+  assert {k: getattr(hp, k) for k in sac.LEGACY_DEFAULTS} == sac.LEGACY_DEFAULTS
+  hp = sac.init(jax.random.key(0), SPEC, _config()).hp
+  assert (hp.kernel_init, hp.temperature_loss, hp.actor_uses_updated_critic) == (
+      "xavier_uniform", "log_alpha", False)
+  with pytest.raises(ValueError, match="typo_field"):
+    sac.init(jax.random.key(0), SPEC, _config(typo_field=1))
+  with pytest.raises(ValueError, match="init_temperature"):
+    sac.init(jax.random.key(0), SPEC, _config(init_temperature=0.0))
+
+
+def test_td_error_is_the_protocol_function():
+  """sac.td_error: |r + gamma m min_i Q'_i(s', a') - mean_i Q_i(s, a)|, a' ~ pi(s'); an agent
+  without td_error is refused with the config field that asked for it."""
+  from jaxaug.agents import td3bc
+  from jaxaug.types import td_error_fn
+  state = sac.init(jax.random.key(0), SPEC, _config(discount=0.5))
+  batch = _batch(jax.random.key(1), n=16)
+  batch = batch.replace(terminals=jnp.asarray([1.0] * 8 + [0.0] * 8))
+  td = np.asarray(jax.jit(sac.td_error)(state, batch, jax.random.key(2)))
+  dist = state.actor.apply_fn(state.actor.params, batch.next_observations)
+  a2 = dist.sample(seed=jax.random.key(2))
+  nq = state.critic.apply_fn(state.target_critic_params, batch.next_observations, a2).min(0)
+  q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions).mean(0)
+  want = np.abs(np.asarray(batch.rewards + 0.5 * batch.masks * nq - q))
+  np.testing.assert_allclose(td, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(td[:8], np.abs(np.asarray(batch.rewards - q)[:8]), rtol=1e-5,
+                             atol=1e-6)  # terminal rows: no bootstrap
+  assert td_error_fn(sac, "x") is sac.td_error
+  with pytest.raises(ValueError, match="config.atradiff.importance.*td_error"):
+    td_error_fn(td3bc, "config.atradiff.importance='td_error'")

@@ -21,19 +21,21 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 
 from jaxaug.agents import sac
+from jaxaug.types import EnvSpec
 
 # The agent protocol: the state type, updates and acting are SAC's.
 SACState = sac.SACState
-init = sac.init
 update = sac.update
 update_utd = sac.update_utd
 act = sac.act
 act_jit = sac.act_jit
 update_jit = sac.update_jit
 policy_params = sac.policy_params
+td_error = sac.td_error
 
 UTD_RATIO = 20  # G in the paper; the online config's `utd_ratio`
 START_STEPS = 5000  # uniform-random actions, no updates, before this many env steps
@@ -55,3 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.temperature_loss = "log_alpha"  # official: -(log_alpha * (log_pi + target)).mean()
   c.actor_uses_updated_critic = False  # official: policy loss before the 20th Q step
   return c
+
+
+def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
+         ) -> sac.SACState:
+  """SAC's init; a key the config lacks takes REDQ's default."""
+  return sac.init(key, spec, config, agent_name="redq", defaults=get_config())

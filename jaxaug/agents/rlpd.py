@@ -35,6 +35,7 @@ act = sac.act
 act_jit = sac.act_jit
 update_jit = sac.update_jit
 policy_params = sac.policy_params
+td_error = sac.td_error
 
 UTD_RATIO = 20
 OFFLINE_RATIO = 0.5  # symmetric sampling
@@ -54,20 +55,15 @@ def get_config() -> ml_collections.ConfigDict:
   c.actor_q_reduction = "mean"
   c.temperature_loss = "alpha"  # reference: alpha * (entropy - target)
   c.actor_uses_updated_critic = True  # reference: actor step after all UTD critic steps
-  # None -> -|A| / 2 (RLPD's official default, unlike SAC's -|A|).
+  # target_entropy None -> -|A| / 2 (RLPD's official default, unlike SAC's -|A|).
   c.target_entropy_scale = 0.5
   return c
 
 
-def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> sac.SACState:
-  """SAC's init; a missing target_entropy becomes -target_entropy_scale * |A|."""
-  config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
-  scale = config.get("target_entropy_scale", 0.5)
-  if "target_entropy_scale" in config:
-    del config["target_entropy_scale"]
-  if config.get("target_entropy") is None:
-    config.target_entropy = -float(scale) * spec.act_dim
-  return sac.init(key, spec, config)
+def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
+         ) -> sac.SACState:
+  """SAC's init; a key the config lacks takes RLPD's default (e.g. target_entropy_scale 0.5)."""
+  return sac.init(key, spec, config, agent_name="rlpd", defaults=get_config())
 
 
 def sample_symmetric(offline: Transitions | replay.ReplayBuffer,

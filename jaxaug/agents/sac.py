@@ -25,14 +25,12 @@ agent's defaults follow the code behind its paper (docs/methods/{sac,redq,rlpd}.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax.training.train_state import TrainState
 
 from jaxaug.agents import common
@@ -50,8 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.discount = 0.99  # gamma
   c.tau = 0.005  # target smoothing coefficient
   c.init_temperature = 1.0  # alpha at initialisation
-  # None -> -|A| (SAC paper, Sec. 5 / App. D heuristic).
+  # None -> -target_entropy_scale * |A| (SAC paper, Sec. 5 / App. D heuristic: scale 1; RLPD's
+  # code: 0.5).
   c.target_entropy = ml_collections.config_dict.placeholder(float)
+  c.target_entropy_scale = 1.0
   c.num_critics = 2
   c.num_min_critics = 2  # critics the target minimises over (REDQ: random 2 of 10)
   c.backup_entropy = True  # include -alpha log pi(a'|s') in the TD target
@@ -76,21 +76,6 @@ KERNEL_INITS = ("xavier_uniform", "lecun_normal")
 TEMPERATURE_LOSSES = ("log_alpha", "alpha")
 
 
-@dataclasses.dataclass(frozen=True)
-class SACHyper:
-  """Static hyperparameters (hashable; part of the jit cache key)."""
-
-  discount: float
-  tau: float
-  target_entropy: float
-  num_critics: int
-  num_min_critics: int
-  backup_entropy: bool
-  actor_q_reduction: str
-  temperature_loss: str = "alpha"
-  actor_uses_updated_critic: bool = True
-
-
 class Temperature(flax.linen.Module):
   init_value: float = 1.0
 
@@ -101,16 +86,22 @@ class Temperature(flax.linen.Module):
 
 
 class SACState(flax.struct.PyTreeNode):
+  """One TrainState per trained network (jaxaug.agents.common), the target critics and `hp`."""
+
   actor: TrainState
   critic: TrainState
   target_critic_params: Any
   temperature: TrainState
-  step: jax.Array
-  hyper: SACHyper = flax.struct.field(pytree_node=False)
+  hp: common.Hyper
   # Applies an ensemble of `num_min_critics` members (same parameter names, leading axis M):
   # the TD target evaluates only the M target critics it minimises over, not all N (REDQ/RLPD:
   # 2 of 10, so 8 of 10 target forward passes are skipped). None when M == N.
   subset_apply_fn: Any = flax.struct.field(pytree_node=False, default=None)
+
+  @property
+  def step(self) -> jax.Array:
+    """Number of updates done: the actor takes exactly one step per `update` / `update_utd`."""
+    return self.actor.step
 
 
 def xavier_uniform_kernels(params, key: jax.Array):
@@ -133,73 +124,102 @@ def xavier_uniform_kernels(params, key: jax.Array):
   return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict) -> SACState:
-  common.check_ranges(dict(config.items()), "sac")  # lr, discount, tau, hidden_dims ranges
-  # Configs saved before these fields existed (older workdirs) get jaxaug's earlier behaviour.
-  kernel_init = config.get("kernel_init", "lecun_normal")
-  temperature_loss_kind = config.get("temperature_loss", "alpha")
-  actor_uses_updated_critic = bool(config.get("actor_uses_updated_critic", True))
-  ln_eps = float(config.get("critic_layer_norm_epsilon", 1e-6))
-  if kernel_init not in KERNEL_INITS:
-    raise ValueError(f"agent.kernel_init must be one of {KERNEL_INITS}, got {kernel_init!r}")
-  if temperature_loss_kind not in TEMPERATURE_LOSSES:
+# Configs saved before these fields existed (older workdirs) keep jaxaug's earlier behaviour
+# (the current defaults follow the reference code; docs/methods/sac.md).
+LEGACY_DEFAULTS = {"kernel_init": "lecun_normal", "temperature_loss": "alpha",
+                   "actor_uses_updated_critic": True}
+
+
+def hyper(spec: EnvSpec, config: ml_collections.ConfigDict | None = None,
+          agent_name: str = "sac", defaults: ml_collections.ConfigDict | None = None
+          ) -> common.Hyper:
+  """SAC's `Hyper`, checked. REDQ and RLPD are SAC configurations: they pass their name (for
+  error messages) and their `get_config()` as `defaults` (what a missing key takes, apart from
+  `LEGACY_DEFAULTS`)."""
+  defaults = defaults if defaults is not None else get_config()
+  config = config if config is not None else defaults
+  defaults = ml_collections.ConfigDict(defaults.to_dict())
+  defaults.update(LEGACY_DEFAULTS)
+  target_entropy = config.get("target_entropy")
+  if target_entropy is None:
+    target_entropy = -float(config.get("target_entropy_scale",
+                                       defaults.target_entropy_scale)) * spec.act_dim
+  hp = common.hyper_from_config(
+      config, defaults, spec, agent_name,
+      # The LayerNorm epsilon is an attribute of the critic module (part of the program).
+      static=("critic_layer_norm_epsilon",),
+      derived={"target_entropy": float(target_entropy)})
+  if hp.kernel_init not in KERNEL_INITS:
+    raise ValueError(f"agent.kernel_init must be one of {KERNEL_INITS}, got {hp.kernel_init!r}")
+  if hp.temperature_loss not in TEMPERATURE_LOSSES:
     raise ValueError(f"agent.temperature_loss must be one of {TEMPERATURE_LOSSES}, got "
-                     f"{temperature_loss_kind!r}")
-  if not ln_eps > 0:
-    raise ValueError(f"agent.critic_layer_norm_epsilon must be positive, got {ln_eps}")
-  if config.actor_q_reduction not in ("min", "mean"):
+                     f"{hp.temperature_loss!r}")
+  if not hp.critic_layer_norm_epsilon > 0:
+    raise ValueError(f"agent.critic_layer_norm_epsilon must be positive, got "
+                     f"{hp.critic_layer_norm_epsilon}")
+  if hp.actor_q_reduction not in ("min", "mean"):
     raise ValueError(f"agent.actor_q_reduction must be 'min' or 'mean', "
-                     f"got {config.actor_q_reduction!r}")
-  if not 1 <= config.num_min_critics <= config.num_critics:
-    raise ValueError(f"agent.num_min_critics must be in [1, num_critics={config.num_critics}], "
-                     f"got {config.num_min_critics}")
-  k_actor, k_critic, k_temp, k_xavier = jax.random.split(key, 4)
+                     f"got {hp.actor_q_reduction!r}")
+  if not 1 <= hp.num_min_critics <= hp.num_critics:
+    raise ValueError(f"agent.num_min_critics must be in [1, num_critics={hp.num_critics}], "
+                     f"got {hp.num_min_critics}")
+  # From the config, not hp: init may run under jit, where hp's leaves are tracers.
+  init_temperature = config.get("init_temperature", defaults.init_temperature)
+  if not float(init_temperature) > 0:
+    raise ValueError(f"agent.init_temperature must be positive, got {init_temperature}")
+  return hp
+
+
+def critic_net(hp: common.Hyper, num_critics: int | None = None) -> CriticEnsemble:
+  return CriticEnsemble(hp.num_critics if num_critics is None else num_critics, hp.hidden_dims,
+                        layer_norm=hp.critic_layer_norm,
+                        layer_norm_epsilon=float(hp.critic_layer_norm_epsilon))
+
+
+def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None, *,
+         agent_name: str = "sac", defaults: ml_collections.ConfigDict | None = None
+         ) -> SACState:
+  """The state; `agent_name` and `defaults` as in `hyper` (REDQ / RLPD pass theirs)."""
+  hp = hyper(spec, config, agent_name, defaults)
+  defaults = defaults if defaults is not None else get_config()
+  config = config if config is not None else defaults
+  lr = lambda name: config.get(name, defaults[name])
+  # Four keys as before (the temperature's parameter is set, not drawn, but the split is kept so
+  # that the other networks' initial values do not change).
+  k_actor, k_critic, _, k_xavier = jax.random.split(key, 4)
   obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
   act = jnp.zeros((1, spec.act_dim), jnp.float32)
-  hidden = tuple(config.hidden_dims)
-  actor_def = TanhGaussianPolicy(spec.act_dim, hidden, max_action=spec.max_action)
-  critic_def = CriticEnsemble(config.num_critics, hidden, layer_norm=config.critic_layer_norm,
-                              layer_norm_epsilon=ln_eps)
-  temp_def = Temperature(config.init_temperature)
+  actor_def = TanhGaussianPolicy(spec.act_dim, hp.hidden_dims, max_action=spec.max_action)
+  critic_def = critic_net(hp)
   actor_params = actor_def.init(k_actor, obs)
   critic_params = critic_def.init(k_critic, obs, act)
-  if kernel_init == "xavier_uniform":
+  if hp.kernel_init == "xavier_uniform":
     k_xa, k_xc = jax.random.split(k_xavier)
     actor_params = xavier_uniform_kernels(actor_params, k_xa)
     critic_params = xavier_uniform_kernels(critic_params, k_xc)
   actor = TrainState.create(apply_fn=actor_def.apply, params=actor_params,
-                            tx=optax.adam(config.actor_lr))
+                            tx=common.adam(lr("actor_lr")))
   critic = TrainState.create(apply_fn=critic_def.apply, params=critic_params,
-                             tx=optax.adam(config.critic_lr))
-  temperature = TrainState.create(apply_fn=temp_def.apply, params=temp_def.init(k_temp),
-                                  tx=optax.adam(config.temperature_lr))
-  target_entropy = config.target_entropy
-  if target_entropy is None:
-    target_entropy = -float(spec.act_dim)
-  hyper = SACHyper(discount=float(config.discount), tau=float(config.tau),
-                   target_entropy=float(target_entropy), num_critics=int(config.num_critics),
-                   num_min_critics=int(config.num_min_critics),
-                   backup_entropy=bool(config.backup_entropy),
-                   actor_q_reduction=str(config.actor_q_reduction),
-                   temperature_loss=str(temperature_loss_kind),
-                   actor_uses_updated_critic=actor_uses_updated_critic)
-  # A separate copy: the online loop donates the state, and one buffer cannot be donated twice.
-  target_params = jax.tree.map(lambda x: jnp.array(x, copy=True), critic_params)
+                             tx=common.adam(lr("critic_lr")))
+  # log(alpha) from the leaf hp.init_temperature, so that it may differ along a sweep axis.
+  temp_params = {"params": {"log_temp": jnp.log(hp.init_temperature)}}
+  temperature = TrainState.create(apply_fn=Temperature().apply, params=temp_params,
+                                  tx=common.adam(lr("temperature_lr")))
   subset_apply_fn = None
-  if hyper.num_min_critics < hyper.num_critics:
-    subset_apply_fn = CriticEnsemble(hyper.num_min_critics, hidden,
-                                     layer_norm=config.critic_layer_norm,
-                                     layer_norm_epsilon=ln_eps).apply
-  return SACState(actor=actor, critic=critic, target_critic_params=target_params,
-                  temperature=temperature, step=jnp.zeros((), jnp.int32), hyper=hyper,
-                  subset_apply_fn=subset_apply_fn)
+  if hp.num_min_critics < hp.num_critics:
+    subset_apply_fn = critic_net(hp, hp.num_min_critics).apply
+  # A separate copy of the target: the online loop donates the state, and one buffer cannot be
+  # donated twice.
+  return SACState(actor=actor, critic=critic,
+                  target_critic_params=common.copy_tree(critic_params),
+                  temperature=temperature, hp=hp, subset_apply_fn=subset_apply_fn)
 
 
 # ----------------------------------------------------------------------------------- losses
 
 def critic_loss(critic_params, state: SACState, batch: Transitions, key: jax.Array):
   """0.5 E[(Q_i(s,a) - y)^2] summed over critics; y = r + gamma m (min Q'(s',a') - alpha logp)."""
-  h = state.hyper
+  h = state.hp
   k_act, k_subset = jax.random.split(key)
   dist = state.actor.apply_fn(state.actor.params, batch.next_observations)
   next_actions, next_log_probs = dist.sample_and_log_prob(seed=k_act)
@@ -232,21 +252,21 @@ def actor_loss(actor_params, state: SACState, batch: Transitions, key: jax.Array
   dist = state.actor.apply_fn(actor_params, batch.observations)
   actions, log_probs = dist.sample_and_log_prob(seed=key)
   q = state.critic.apply_fn(state.critic.params, batch.observations, actions)
-  q = q.min(axis=0) if state.hyper.actor_q_reduction == "min" else q.mean(axis=0)
+  q = q.min(axis=0) if state.hp.actor_q_reduction == "min" else q.mean(axis=0)
   alpha = state.temperature.apply_fn(state.temperature.params)
   loss = (alpha * log_probs - q).mean()
   return loss, {"actor_loss": loss, "entropy": -log_probs.mean()}
 
 
 def temperature_loss(temp_params, state: SACState, entropy: jax.Array):
-  """c (H(pi) - target_entropy) with c = log(alpha) or alpha (`hyper.temperature_loss`).
+  """c (H(pi) - target_entropy) with c = log(alpha) or alpha (`hp.temperature_loss`).
 
   Either way alpha grows when the entropy falls below the target; the gradient with respect to
   the parameter log(alpha) is (H - target) for "log_alpha" and alpha (H - target) for "alpha".
   """
   alpha = state.temperature.apply_fn(temp_params)
-  gap = jax.lax.stop_gradient(entropy) - state.hyper.target_entropy
-  if state.hyper.temperature_loss == "log_alpha":
+  gap = jax.lax.stop_gradient(entropy) - state.hp.target_entropy
+  if state.hp.temperature_loss == "log_alpha":
     loss = temp_params["params"]["log_temp"] * gap
   else:
     loss = alpha * gap
@@ -258,7 +278,7 @@ def temperature_loss(temp_params, state: SACState, entropy: jax.Array):
 def update_critic(state: SACState, batch: Transitions, key: jax.Array):
   grads, info = jax.grad(critic_loss, has_aux=True)(state.critic.params, state, batch, key)
   critic = state.critic.apply_gradients(grads=grads)
-  target = polyak(state.target_critic_params, critic.params, state.hyper.tau)
+  target = polyak(state.target_critic_params, critic.params, state.hp.tau)
   return state.replace(critic=critic, target_critic_params=target), info
 
 
@@ -283,11 +303,10 @@ def _last_critic_then_actor(state: SACState, batch: Transitions, k_critic: jax.A
   """
   before = state
   state, critic_info = update_critic(state, batch, k_critic)
-  source = state if state.hyper.actor_uses_updated_critic else before
+  source = state if state.hp.actor_uses_updated_critic else before
   updated, actor_info = update_actor(source, batch, k_actor)
   state = state.replace(actor=updated.actor)
   state, temp_info = update_temperature(state, actor_info["entropy"])
-  state = state.replace(step=state.step + 1)
   return state, critic_info, {**actor_info, **temp_info}
 
 
@@ -338,6 +357,19 @@ def act(state: SACState, observations: jax.Array, key: jax.Array,
 
 act_jit = jax.jit(act, static_argnames=("deterministic",))
 update_jit = jax.jit(update)
+
+
+def td_error(state: SACState, batch: Transitions, key: jax.Array) -> jax.Array:
+  """(B,) |r + gamma m min_i Q'_i(s', a') - mean_i Q_i(s, a)|, a' ~ pi(.|s'): the agent
+  protocol's optional TD error (ATraDiff's importance indicator). The min runs over all target
+  critics (not a random subset), so the value is deterministic given `key`."""
+  dist = state.actor.apply_fn(state.actor.params, batch.next_observations)
+  next_actions = dist.sample(seed=key)
+  next_q = state.critic.apply_fn(state.target_critic_params, batch.next_observations,
+                                 next_actions).min(axis=0)
+  q = state.critic.apply_fn(state.critic.params, batch.observations, batch.actions).mean(axis=0)
+  target = common.td_target(batch.rewards, batch.masks, state.hp.discount, next_q)
+  return jnp.abs(target - q)
 
 
 def policy_params(state: SACState):

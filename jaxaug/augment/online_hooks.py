@@ -61,8 +61,10 @@ def _offline_transitions(config, spec: EnvSpec):
   return ds, ds.transitions()
 
 
-def from_config(config, spec: EnvSpec, workdir: str | None, max_episode_len: int = 1000) -> Any:
-  """The extras the config asks for, or None."""
+def from_config(config, spec: EnvSpec, workdir: str | None, max_episode_len: int = 1000,
+                agent: Any = None) -> Any:
+  """The extras the config asks for, or None. `agent`: the agent module the run trains (ATraDiff
+  asks it for `td_error`); None = the one config.agent_name names."""
   ratio = float(config.get("offline_ratio", 0.0) or 0.0)
   use_offline = ratio > 0 and bool(config.get("offline_dataset", ""))
   if ratio > 0 and not use_offline:
@@ -72,7 +74,7 @@ def from_config(config, spec: EnvSpec, workdir: str | None, max_episode_len: int
     from jaxaug.augment.atradiff.online import ATraDiffAugmenter  # heavy: only when used
     offline = _offline_transitions(config, spec)[1] if use_offline else None
     return ATraDiffAugmenter(config, spec, workdir, offline_ratio=ratio if use_offline else 0.0,
-                             offline=offline, max_episode_len=max_episode_len)
+                             offline=offline, max_episode_len=max_episode_len, agent=agent)
   if use_offline:
     return OfflineMixer(_offline_transitions(config, spec)[1], ratio, int(config.batch_size))
   return None

@@ -229,7 +229,7 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
   os.makedirs(workdir, exist_ok=True)
   save_config(config, workdir)
   from jaxaug.augment import online_hooks  # pylint: disable=g-import-not-at-top
-  extras = online_hooks.from_config(config, spec, workdir, runner.max_len)
+  extras = online_hooks.from_config(config, spec, workdir, runner.max_len, agent=agent)
   sample_fn = extras.sample_fn if extras is not None else replay.sample
   total = int(config.num_env_steps)
   capacity = int(config.replay_capacity)

@@ -105,16 +105,11 @@ def rotate(buf: ImportanceBuffer, key: jax.Array, slots: jax.Array, max_uses: in
 
 # ------------------------------------------------------------------------------ indicators
 
-def td_error_sac(agent_state, batch: Transitions, key: jax.Array) -> jax.Array:
-  """|r + gamma m min_i Q'_i(s', a') - mean_i Q_i(s, a)|, a' ~ pi(s') (SAC, REDQ, RLPD states)."""
-  dist = agent_state.actor.apply_fn(agent_state.actor.params, batch.next_observations)
-  next_actions = dist.sample(seed=key)
-  next_q = agent_state.critic.apply_fn(agent_state.target_critic_params, batch.next_observations,
-                                       next_actions).min(axis=0)
-  q = agent_state.critic.apply_fn(agent_state.critic.params, batch.observations,
-                                  batch.actions).mean(axis=0)
-  target = batch.rewards + agent_state.hyper.discount * batch.masks * next_q
-  return jnp.abs(target - q)
+def td_error(td_error_fn, agent_state, batch: Transitions, key: jax.Array) -> jax.Array:
+  """The TD-error indicator of `batch` (B,): the agent's own `td_error(state, batch, key)` (the
+  agent protocol, jaxaug/types.py; for SAC, REDQ and RLPD |r + gamma m min_i Q'_i(s', a') -
+  mean_i Q_i(s, a)|, a' ~ pi(s')). Never negative: it is a priority."""
+  return jnp.abs(td_error_fn(agent_state, batch, key))
 
 
 def rows_of(buf: replay.ReplayBuffer, rows: jax.Array) -> Transitions:

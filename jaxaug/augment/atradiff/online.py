@@ -51,6 +51,7 @@ from jaxaug.data import replay
 from jaxaug.data.dataset import OfflineDataset, Transitions
 from jaxaug.data.loaders import load_dataset
 from jaxaug.types import EnvSpec
+from jaxaug.types import td_error_fn as td_error_fn_of
 
 IMPORTANCE = ("td_error", "reward", "uniform")
 MAX_PENDING_EPISODES = 256  # completed episodes waiting for the next adaptation round
@@ -154,7 +155,7 @@ def _adaptation_round(diffuser: adiff.Diffuser, state: AugState, windows: adata.
                       new_valid: jax.Array, episodes: jax.Array, *, importance: str,
                       top_k: int, adapt_steps: int, batch_size: int, forgetting_weight: float,
                       max_uses: int, drop_prob: float, task_id: int, adapt_lr: float,
-                      max_episode_len: int):
+                      max_episode_len: int, td_error_fn=None):
   """ONE call: update the importance buffer, pick samples, fine-tune every generator."""
   spec = diffuser.spec
   key, k_td, k_ref, k_pick, k_rot, k_gen = jax.random.split(state.key, 6)
@@ -162,9 +163,10 @@ def _adaptation_round(diffuser: adiff.Diffuser, state: AugState, windows: adata.
   td = aimp.invalidate(td, new_rows, new_valid)
   rew = aimp.invalidate(rew, new_rows, new_valid)
   if importance == "td_error":
-    pri = aimp.td_error_sac(agent_state, aimp.rows_of(buf, new_rows), k_td)
+    pri = aimp.td_error(td_error_fn, agent_state, aimp.rows_of(buf, new_rows), k_td)
     td = aimp.insert(td, new_rows, pri, new_valid)
-    td = aimp.refresh(td, aimp.td_error_sac(agent_state, aimp.rows_of(buf, td.index), k_ref))
+    td = aimp.refresh(td, aimp.td_error(td_error_fn, agent_state,
+                                        aimp.rows_of(buf, td.index), k_ref))
     rows, valid, _ = aimp.select_top(td, top_k)
   elif importance == "reward":
     # episodes: (P, 3) [first row, length, return]; length 0 = unused slot
@@ -222,11 +224,18 @@ class ATraDiffAugmenter:
 
   def __init__(self, config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None,
                offline_ratio: float = 0.0, offline: Transitions | None = None,
-               offline_dataset: OfflineDataset | None = None, max_episode_len: int = 1000):
+               offline_dataset: OfflineDataset | None = None, max_episode_len: int = 1000,
+               agent: Any = None):
     acfg = config.atradiff
     if acfg.importance not in IMPORTANCE:
       raise ValueError(f"config.atradiff.importance must be one of {IMPORTANCE}, got "
                        f"{acfg.importance!r}")
+    td_error_fn = None
+    if acfg.importance == "td_error":  # the agent's own TD error (protocol, jaxaug/types.py)
+      if agent is None:
+        from jaxaug.agents import get_agent  # pylint: disable=g-import-not-at-top
+        agent = get_agent(config.get("agent_name") or "sac")
+      td_error_fn = td_error_fn_of(agent, "config.atradiff.importance='td_error'")
     terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)  # validates the field
     if int(acfg.queue_size) <= 0 or int(acfg.generation_interval) <= 0:
       raise ValueError(f"config.atradiff.queue_size and generation_interval must be positive, "
@@ -283,7 +292,8 @@ class ATraDiffAugmenter:
         adapt_steps=int(acfg.adapt_steps), batch_size=int(acfg.adapt_batch_size),
         forgetting_weight=float(acfg.forgetting_weight), max_uses=int(acfg.reward_max_uses),
         drop_prob=float(acfg.reward_drop_prob), task_id=int(acfg.task_id),
-        adapt_lr=float(acfg.adapt_lr), max_episode_len=self.max_episode_len))
+        adapt_lr=float(acfg.adapt_lr), max_episode_len=self.max_episode_len,
+        td_error_fn=td_error_fn))
     if float(acfg.expected_length) > 0:
       self.expected_length = float(acfg.expected_length)
     elif meta is not None and meta.get("length_fingerprint") == length_fp:
