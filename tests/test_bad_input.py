@@ -323,7 +323,7 @@ def test_generator_hyperparameter_ranges(config, field, value, expected):
   with c.unlocked():
     c.diffusion[field] = value
   with pytest.raises(ValueError) as e:  # what dtrain.init builds first
-    dtrain.hparams_from_config(c.diffusion)
+    dtrain.hyper_from_config(c.diffusion)
     dtrain.make_optimizer(c.diffusion)
   assert expected in str(e.value), str(e.value)
 

@@ -116,12 +116,12 @@ def test_learner_config_errors_and_pluggable_noise():
   with pytest.raises(ValueError, match="lr_schedule"):
     dtrain.make_optimizer(_tiny_config(lr_schedule="linear"))
   with pytest.raises(ValueError, match="noise_dist"):
-    dtrain.hparams_from_config(_tiny_config(noise_dist="uniform"))
+    dtrain.hyper_from_config(_tiny_config(noise_dist="uniform"))
   with pytest.raises(ValueError, match="'x'"):
     dtrain.init(jax.random.PRNGKey(0), {"y": batch["x"]}, c)
   # DTQL's noise distribution plugs in.
-  hp = dtrain.hparams_from_config(_tiny_config(noise_dist="truncated_loglogistic", sigma_data=0.5))
-  s = hp.sigma_fn()(jax.random.PRNGKey(0), (1000,))
+  hp = dtrain.hyper_from_config(_tiny_config(noise_dist="truncated_loglogistic", sigma_data=0.5))
+  s = dtrain.sigma_fn(hp)(jax.random.PRNGKey(0), (1000,))
   assert float(s.min()) >= edm.SIGMA_MIN and hp.sigma_data == 0.5
 
 
@@ -179,7 +179,7 @@ def test_ema_warmup_follows_ema_pytorch(every, after, decay, steps):
                  st.ema_params, ref.ema)
   # Past the warm-up copies the EMA lags the model.
   assert not jax.tree.all(jax.tree.map(jnp.array_equal, st.ema_params, st.params))
-  hp = st.hparams
+  hp = st.hp
   assert np.isclose(float(dtrain.ema_decay_at(jnp.asarray(after + 21), hp)), min(decay, 1 - 21**(-2 / 3)))
   assert float(dtrain.ema_decay_at(jnp.asarray(after + 1), hp)) == 0.0
   assert np.isclose(float(dtrain.ema_decay_at(jnp.asarray(10**6), hp)), decay)
@@ -190,10 +190,10 @@ def test_learner_defaults_are_the_official_ones():
   assert c.ema_warmup is True and c.ema_update_after_step == 100 and c.ema_every == 10
   assert c.ema_decay == 0.995 and c.ema_inv_gamma == 1.0 and np.isclose(c.ema_power, 2 / 3)
   assert c.mask_mean_counted is False
-  hp = dtrain.hparams_from_config(c)
+  hp = dtrain.hyper_from_config(c)
   assert hp.ema_warmup and hp.ema_update_after_step == 100 and not hp.mask_mean_counted
   with pytest.raises(ValueError, match="ema_every"):
-    dtrain.hparams_from_config(_tiny_config(ema_every=0))
+    dtrain.hyper_from_config(_tiny_config(ema_every=0))
 
 
 def _ln64(a, axis):
@@ -237,3 +237,37 @@ def test_norm_layers_match_two_pass_torch_numerics():
   assert len(calls) == 6, calls
   for args in calls:
     assert "epsilon=1e-5" in args and "use_fast_variance=False" in args, args
+
+
+def test_learner_hp_leaves_injected_lr_and_a_vmapped_sweep_axis():
+  """The learner follows the agent convention: float hyperparameters are leaves of `hp`, the
+  learning rate a leaf of the optimiser state; two states differing only in them stack and vmap,
+  and each row equals its own update. A config key the learner does not know is an error."""
+  batch = {"x": _gaussian_batch(jax.random.PRNGKey(1), 16)["x"],
+           "cond": jax.random.normal(jax.random.PRNGKey(2), (16, 1))}
+  c = _tiny_config(cond_dropout=0.25, ema_warmup=False, ema_every=1)
+  st = dtrain.init(jax.random.PRNGKey(0), batch, c)
+  assert {"p_mean", "p_std", "cond_dropout", "ema_decay", "ema_power"} <= set(st.hp.leaf_names)
+  assert {"sigma_data", "ema_every", "noise_dist", "use_cond_dropout"}.isdisjoint(
+      st.hp.leaf_names) and st.hp.use_cond_dropout
+  assert float(st.opt_state.hyperparams["learning_rate"]) == pytest.approx(c.learning_rate)
+  other = dtrain.init(jax.random.PRNGKey(0), batch,
+                      _tiny_config(cond_dropout=0.5, ema_warmup=False, ema_every=1,
+                                   p_mean=0.3, ema_decay=0.5, learning_rate=1e-2))
+  assert other.hp.static_key == st.hp.static_key
+  leaves = [jax.tree.leaves(st), jax.tree.leaves(other)]
+  both = jax.tree.unflatten(jax.tree.structure(st), [jnp.stack([a, b]) for a, b in zip(*leaves)])
+  key = jax.random.PRNGKey(3)
+  stacked, metrics = jax.jit(jax.vmap(dtrain.update, in_axes=(0, None, None)))(both, batch, key)
+  for i, single in enumerate((st, other)):
+    want, m = jax.jit(dtrain.update)(single, batch, key)
+    np.testing.assert_allclose(np.asarray(metrics["loss"])[i], np.asarray(m["loss"]), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(stacked.ema_params), jax.tree.leaves(want.ema_params)):
+      np.testing.assert_allclose(np.asarray(a)[i], np.asarray(b), rtol=1e-5, atol=1e-6)
+  assert metrics["loss"][0] != metrics["loss"][1]
+  bad = _tiny_config()
+  bad.p_meen = 0.0
+  with pytest.raises(ValueError, match="p_meen"):
+    dtrain.hyper_from_config(bad)
+  with pytest.raises(ValueError, match="cond_dropout"):
+    dtrain.hyper_from_config(_tiny_config(cond_dropout=1.0))

@@ -12,12 +12,17 @@ clipping 1.0, log-normal training noise and EDM loss weighting, condition dropou
 the parameters as ema-pytorch 0.2.5 keeps it (`ema_warmup`): updated every `ema_every` = 10
 steps, a copy of the model for the first `ema_update_after_step` = 100 steps, then the decay
 min(ema_decay, 1 - (1 + epoch / inv_gamma)^-power) (see `ema_decay_at`). Sampling uses the EMA
-parameters. Everything that shapes the program is a static field of the state.
+parameters.
+
+The state follows the agent convention (jaxaug.agents.common): `hp` is a `Hyper` built from this
+config, its float fields (p_mean, p_std, cond_dropout, ema_decay, ema_inv_gamma, ema_power)
+leaves and the rest (sigma_data, noise distribution, EMA schedule integers, switches) static;
+the learning rate is a leaf of the optimiser state (`make_optimizer` injects it). The network
+and the optimiser are static fields. States differing only in leaves share one program.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -28,28 +33,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxaug.diffusion import edm, guidance
+from jaxaug.agents import common
+from jaxaug.diffusion import edm
 from jaxaug.nets import denoisers
-
-
-@dataclasses.dataclass(frozen=True)
-class DiffusionHparams:
-  """Static hyperparameters of the learner (hashable)."""
-
-  sigma_data: float = 1.0
-  noise_dist: str = "lognormal"
-  noise_kwargs: tuple[tuple[str, float], ...] = (("p_mean", -1.2), ("p_std", 1.2))
-  cond_dropout: float = 0.0
-  ema_decay: float = 0.995
-  ema_every: int = 10
-  ema_warmup: bool = True
-  ema_update_after_step: int = 100
-  ema_inv_gamma: float = 1.0
-  ema_power: float = 2.0 / 3.0
-  mask_mean_counted: bool = False
-
-  def sigma_fn(self) -> edm.SigmaFn:
-    return edm.make_sigma_fn(self.noise_dist, **dict(self.noise_kwargs))
 
 
 class DiffusionState(flax.struct.PyTreeNode):
@@ -57,9 +43,9 @@ class DiffusionState(flax.struct.PyTreeNode):
   ema_params: Any
   opt_state: Any
   step: jax.Array
+  hp: common.Hyper
   net: nn.Module = flax.struct.field(pytree_node=False)
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  hparams: DiffusionHparams = flax.struct.field(pytree_node=False)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -97,49 +83,81 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _schedule(config) -> optax.Schedule:
-  lr = float(config.learning_rate)
-  if not (math.isfinite(lr) and lr > 0):
-    raise ValueError(f"config.diffusion.learning_rate must be a positive number, got {lr}")
+# Config fields that build the network or the optimiser (static fields of the state), not `hp`.
+NET_FIELDS = ("net", "net_kwargs")
+OPTIMIZER_FIELDS = ("learning_rate", "b1", "b2", "weight_decay", "grad_clip", "lr_schedule",
+                    "restart_every", "num_steps")
+LR_SCHEDULES = ("cosine", "cosine_restarts", "constant")
+
+
+def _schedule(config, learning_rate) -> optax.Schedule:
+  """The learning rate at an optimiser step; `learning_rate` may be a traced leaf."""
   if config.lr_schedule == "cosine":
-    return optax.cosine_decay_schedule(lr, max(int(config.num_steps), 1))
+    return optax.cosine_decay_schedule(learning_rate, max(int(config.num_steps), 1))
   if config.lr_schedule == "cosine_restarts":
     period = max(int(config.restart_every), 1)
-    return lambda step: lr * 0.5 * (1.0 + jnp.cos(math.pi * (step % period) / period))
-  if config.lr_schedule == "constant":
-    return optax.constant_schedule(lr)
-  raise ValueError(f"config.lr_schedule: expected cosine | cosine_restarts | constant, got "
-                   f"{config.lr_schedule!r}")
+    return lambda step: learning_rate * 0.5 * (1.0 + jnp.cos(math.pi * (step % period) / period))
+  return optax.constant_schedule(learning_rate)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-  return optax.chain(
-      optax.clip_by_global_norm(float(config.grad_clip)),
-      optax.adamw(_schedule(config), b1=float(config.b1), b2=float(config.b2),
-                  weight_decay=float(config.weight_decay)))
+  """Clip by global norm, then AdamW with the schedule; the base learning rate is injected (a
+  leaf of the optimiser state, `common.learning_rate`-style: opt_state.hyperparams)."""
+  lr = float(config.learning_rate)
+  if not (math.isfinite(lr) and lr > 0):
+    raise ValueError(f"config.diffusion.learning_rate must be a positive number, got {lr}")
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise ValueError(f"config.lr_schedule: expected cosine | cosine_restarts | constant, got "
+                     f"{config.lr_schedule!r}")
+
+  def build(learning_rate):
+    return optax.chain(
+        optax.clip_by_global_norm(float(config.grad_clip)),
+        optax.adamw(_schedule(config, learning_rate), b1=float(config.b1), b2=float(config.b2),
+                    weight_decay=float(config.weight_decay)))
+
+  return optax.inject_hyperparams(build)(learning_rate=lr)
 
 
-def hparams_from_config(config) -> DiffusionHparams:
+def hyper_from_config(config) -> common.Hyper:
+  """The learner's `Hyper` (float fields leaves); a config key the learner does not know is a
+  ValueError naming it, a missing one takes `get_config()`'s value."""
+  defaults = {k: v for k, v in get_config().items()
+              if k not in NET_FIELDS + OPTIMIZER_FIELDS}
+  given = {k: v for k, v in config.items() if k not in NET_FIELDS + OPTIMIZER_FIELDS}
+  cfg = {**defaults, **given}
   for name, lo, hi in (("ema_decay", 0.0, 1.0), ("cond_dropout", 0.0, 1.0)):
-    if not lo <= float(config[name]) <= hi:
-      raise ValueError(f"config.diffusion.{name} must be in [{lo:g}, {hi:g}], got {config[name]!r}")
-  if not float(config.sigma_data) > 0:
-    raise ValueError(f"config.diffusion.sigma_data must be positive, got {config.sigma_data!r}")
-  if config.noise_dist == "lognormal":
-    kw = (("p_mean", float(config.p_mean)), ("p_std", float(config.p_std)))
-  elif config.noise_dist == "truncated_loglogistic":
-    kw = ()
-  else:
+    if not lo <= float(cfg[name]) <= hi:
+      raise ValueError(f"config.diffusion.{name} must be in [{lo:g}, {hi:g}], got {cfg[name]!r}")
+  if not float(cfg["cond_dropout"]) < 1.0:
+    raise ValueError(f"config.diffusion.cond_dropout must be in [0, 1), got "
+                     f"{cfg['cond_dropout']!r}")
+  if not float(cfg["sigma_data"]) > 0:
+    raise ValueError(f"config.diffusion.sigma_data must be positive, got {cfg['sigma_data']!r}")
+  if cfg["noise_dist"] not in edm.SIGMA_FNS:
     raise ValueError(f"config.noise_dist: expected lognormal | truncated_loglogistic, got "
-                     f"{config.noise_dist!r}")
-  return DiffusionHparams(
-      sigma_data=float(config.sigma_data), noise_dist=config.noise_dist, noise_kwargs=kw,
-      cond_dropout=float(config.cond_dropout), ema_decay=float(config.ema_decay),
-      ema_every=_positive(config, "ema_every"), ema_warmup=bool(config.get("ema_warmup", True)),
-      ema_update_after_step=int(config.get("ema_update_after_step", 100)),
-      ema_inv_gamma=float(config.get("ema_inv_gamma", 1.0)),
-      ema_power=float(config.get("ema_power", 2.0 / 3.0)),
-      mask_mean_counted=bool(config.get("mask_mean_counted", False)))
+                     f"{cfg['noise_dist']!r}")
+  _positive(cfg, "ema_every")
+  # Ints may arrive where floats are expected (--config.diffusion.ema_power=1): keep them leaves.
+  floats = ("sigma_data", "p_mean", "p_std", "cond_dropout", "ema_decay", "ema_inv_gamma",
+            "ema_power")
+  derived = {k: float(cfg[k]) for k in floats}
+  derived.update(ema_every=int(cfg["ema_every"]),
+                 ema_update_after_step=int(cfg["ema_update_after_step"]),
+                 # Whether condition dropout runs at all changes the program (None vs a mask).
+                 use_cond_dropout=float(cfg["cond_dropout"]) > 0)
+  # sigma_data is static: with it a compile-time constant (1.0 for GTA / SynthER's normalised
+  # data) XLA folds the preconditioning arithmetic; as a traced leaf the loss differs in the last
+  # bit, which Adam's first steps amplify (sign of near-zero gradients). It also scales the data
+  # normalisation rather than being a tuned value.
+  return common.hyper_from_config(given, defaults, None, "diffusion", static=("sigma_data",),
+                                  derived=derived)
+
+
+def sigma_fn(hp: common.Hyper) -> edm.SigmaFn:
+  """The training noise distribution of `hp` (log-normal takes p_mean / p_std)."""
+  kwargs = {"p_mean": hp.p_mean, "p_std": hp.p_std} if hp.noise_dist == "lognormal" else {}
+  return edm.make_sigma_fn(hp.noise_dist, **kwargs)
 
 
 def _positive(config, name: str) -> int:
@@ -165,10 +183,10 @@ def init(key: jax.Array, example_batch: dict, config) -> DiffusionState:
   b = x.shape[0]
   params = net.init(key, x, jnp.zeros((b,), x.dtype),
                     None if cond is None else jnp.asarray(cond), jnp.ones((b,), x.dtype))
+  hp = hyper_from_config(config)
   tx = make_optimizer(config)
   return DiffusionState(params=params, ema_params=params, opt_state=tx.init(params),
-                        step=jnp.zeros((), jnp.int32), net=net, tx=tx,
-                        hparams=hparams_from_config(config))
+                        step=jnp.zeros((), jnp.int32), hp=hp, net=net, tx=tx)
 
 
 def denoiser(state: DiffusionState, ema: bool = True, params: Any = None) -> edm.Denoiser:
@@ -178,23 +196,26 @@ def denoiser(state: DiffusionState, ema: bool = True, params: Any = None) -> edm
   def raw(x, c_noise, cond, use_cond):
     return state.net.apply(p, x, c_noise, cond, use_cond)
 
-  return edm.precondition(raw, state.hparams.sigma_data)
+  return edm.precondition(raw, state.hp.sigma_data)
 
 
 def loss_fn(params, state: DiffusionState, batch: dict, key: jax.Array):
-  hp = state.hparams
+  hp = state.hp
   k_drop, k_loss = jax.random.split(key)
   x = batch["x"]
   cond = batch.get("cond")
   use_cond = None
-  if cond is not None and hp.cond_dropout > 0:
-    use_cond = guidance.drop_condition(k_drop, x.shape[0], hp.cond_dropout)
+  if cond is not None and hp.use_cond_dropout:
+    # guidance.drop_condition's draw, with the probability a leaf (range checked in
+    # hyper_from_config): 1 = condition kept.
+    use_cond = jax.random.bernoulli(k_drop, 1.0 - hp.cond_dropout,
+                                    (x.shape[0],)).astype(jnp.float32)
   return edm.edm_loss(denoiser(state, params=params), x, k_loss, cond, batch.get("mask"),
-                      hp.sigma_fn(), hp.sigma_data, use_cond,
+                      sigma_fn(hp), hp.sigma_data, use_cond,
                       mask_mean_counted=hp.mask_mean_counted)
 
 
-def ema_decay_at(step: jax.Array, hp: DiffusionHparams) -> jax.Array:
+def ema_decay_at(step: jax.Array, hp: common.Hyper) -> jax.Array:
   """ema-pytorch 0.2.5's decay for the update after optimiser step `step` (1-based).
 
   Its counter equals `step` after the update call, so epoch = max(step - after - 1, 0) and the
@@ -205,7 +226,7 @@ def ema_decay_at(step: jax.Array, hp: DiffusionHparams) -> jax.Array:
   return jnp.where(epoch <= 0, 0.0, jnp.clip(value, 0.0, hp.ema_decay))
 
 
-def ema_update(ema_params: Any, params: Any, step: jax.Array, hp: DiffusionHparams) -> Any:
+def ema_update(ema_params: Any, params: Any, step: jax.Array, hp: common.Hyper) -> Any:
   """The EMA after optimiser step `step` (1-based, already counted), for new `params`.
 
   Steps on which the EMA does not move (9 in 10 with ema_every = 10) skip the blend under a
@@ -240,7 +261,7 @@ def update(state: DiffusionState, batch: dict, key: jax.Array):
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   step = state.step + 1
-  ema = ema_update(state.ema_params, params, step, state.hparams)
+  ema = ema_update(state.ema_params, params, step, state.hp)
   metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   return state.replace(params=params, ema_params=ema, opt_state=opt_state, step=step), metrics
 

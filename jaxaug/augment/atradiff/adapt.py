@@ -59,14 +59,14 @@ def make_adapt_optimizer(learning_rate: float) -> optax.GradientTransformation:
 
 def adapt_loss(params, frozen_state: dtrain.DiffusionState, frozen_params, key,
                real_x, real_cond, real_w, anchor_x, anchor_cond, forgetting_weight: float):
-  hp = frozen_state.hparams
+  hp = frozen_state.hp
   k_real, k_sig, k_noise = jax.random.split(key, 3)
   den = dtrain.denoiser(frozen_state, params=params)
-  _, per = edm.edm_loss(den, real_x, k_real, real_cond, sigma_fn=hp.sigma_fn(),
+  _, per = edm.edm_loss(den, real_x, k_real, real_cond, sigma_fn=dtrain.sigma_fn(hp),
                         sigma_data=hp.sigma_data, return_per_sample=True)
   real_loss = jnp.sum(per * real_w) / jnp.maximum(jnp.sum(real_w), 1.0)
   frozen = dtrain.denoiser(frozen_state, params=frozen_params)
-  sigma = hp.sigma_fn()(k_sig, (anchor_x.shape[0],))
+  sigma = dtrain.sigma_fn(hp)(k_sig, (anchor_x.shape[0],))
   s = sigma[:, None]
   noisy = anchor_x + s * jax.random.normal(k_noise, anchor_x.shape)
   target = jax.lax.stop_gradient(frozen(noisy, sigma, anchor_cond))
