@@ -381,3 +381,27 @@ def test_a_float_that_is_no_leaf_is_found_by_initialising():
   assert sweep_lib.constant_fields(configs, init_with) == ["agent.tau"]
   real = lambda c: td3bc.init(jax.random.key(0), spec, c.agent)
   assert sweep_lib.constant_fields(configs, real) == []
+
+
+def test_points_and_batches_both_sharded_equal_one_device(sweep_run, tmp_path):
+  """2 points on 4 devices: a (sweep=2, data=2) mesh, each point's batch sharded over `data`."""
+  workdir1, _, _ = sweep_run
+  workdir = str(tmp_path / "2x2")
+  cmd = _cli(workdir)
+  cmd[3] = "--sweep=agent.alpha=[1,5] seed=[1]"
+  r = subprocess.run(cmd, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+                     capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert sweep_lib.choose_sweep_devices(2, 4) == 2
+  with open(os.path.join(workdir1, "sweep.json")) as f:
+    ref = {json.dumps(p["overrides"], sort_keys=True): p["name"] for p in json.load(f)["points"]}
+  with open(os.path.join(workdir, "sweep.json")) as f:
+    points = json.load(f)["points"]
+  assert len(points) == 2
+  for p in points:
+    ra = _rows(os.path.join(workdir, "points", p["name"]))
+    rb = _rows(os.path.join(workdir1, "points", ref[json.dumps(p["overrides"], sort_keys=True)]))
+    assert [x["step"] for x in ra] == [x["step"] for x in rb] == [50, 100]
+    for x, y in zip(ra, rb):
+      for k in x:
+        np.testing.assert_allclose(x[k], y[k], rtol=2e-5, atol=1e-5, err_msg=k)
