@@ -20,7 +20,6 @@ r"""DTQL throughput and what one-step inference buys (and what the max-Q trick c
   denoiser evaluations. DTQL itself never runs the denoiser when acting.
 """
 
-import dataclasses
 import os
 
 import jax
@@ -116,8 +115,8 @@ def bench_acting(state_full):
   `dtql.act` on the whole training state with an eager `jax.random.fold_in` per call. Both
   take a host (numpy) observation and return a host array, as an environment loop does."""
   hp = state_full.hp
-  one_step = state_full.replace(hp=dataclasses.replace(hp, num_candidates=1))
-  max_q = state_full.replace(hp=dataclasses.replace(hp, num_candidates=_CANDIDATES.value))
+  one_step = state_full.replace(hp=hp.replace(num_candidates=1))
+  max_q = state_full.replace(hp=hp.replace(num_candidates=_CANDIDATES.value))
   n_cand = _CANDIDATES.value
   act_state = jax.jit(lambda s, o, k: dtql.act(s, o, k, True))
   # (name, api, {policy rows, critic rows (2 Q nets each), denoiser evals} per state,

@@ -179,7 +179,7 @@ def _agent_rows(only):
     key = jax.random.key(2)
     for name, n in (("dtql_act_one_step", 1), ("dtql_act_maxq1024", 1024)):
       if name in acts:
-        st = state.replace(hp=dataclasses.replace(state.hp, num_candidates=n))
+        st = state.replace(hp=state.hp.replace(num_candidates=n))
         one = bench_dtql.make_act_call(st, "params")
         inner = _ACT_INNER.value if n == 1 else 1
         call = lambda one=one, inner=inner: [one(obs, key) for _ in range(inner)]

@@ -82,17 +82,17 @@ def test_trust_region_gradient_reaches_policy_not_diffusion(policy):
     a = dtql.sample_policy(policy_params, hp, batch.observations, jax.random.key(1))
     return dtql.trust_region_loss(a, bc_params, hp, batch.observations, jax.random.key(2))
 
-  g_pi, g_bc = jax.jit(jax.grad(tr_only, argnums=(0, 1)))(state.policy_params, state.bc_params)
+  g_pi, g_bc = jax.jit(jax.grad(tr_only, argnums=(0, 1)))(state.policy.params, state.bc.params)
   assert _norm(g_pi) > 1e-4
   assert _norm(g_bc) == 0.0
   # The full policy loss (trust region + Q) leaves the diffusion model and critics alone too.
   g = jax.jit(jax.grad(
       lambda p, b, c: dtql.policy_loss(p, b, c, hp, batch, jax.random.key(3))[0],
-      argnums=(0, 1, 2)))(state.policy_params, state.bc_params, state.critic_params)
+      argnums=(0, 1, 2)))(state.policy.params, state.bc.params, state.critic.params)
   assert _norm(g[0]) > 1e-4 and _norm(g[1]) == 0.0 and _norm(g[2]) == 0.0
   # ... while the BC loss itself does train the diffusion model.
   g_bc_loss = jax.jit(lambda b: jax.grad(dtql.diffusion_loss)(
-      b, hp, batch.actions, batch.observations, jax.random.key(4)))(state.bc_params)
+      b, hp, batch.actions, batch.observations, jax.random.key(4)))(state.bc.params)
   assert _norm(g_bc_loss) > 1e-4
 
 
@@ -100,9 +100,9 @@ def test_critic_loss_falls_and_pretraining_freezes_policy():
   data = jax.tree.map(jnp.asarray, bandit_data())
   state = dtql.init(jax.random.key(0), SPEC, small_config(pretrain_steps=150, critic_lr=3e-3))
   probe = sample_transitions(data, jax.random.key(99), 512)
-  loss0 = float(dtql.critic_loss(state.critic_params, state.target_critic_params, state.hp,
+  loss0 = float(dtql.critic_loss(state.critic.params, state.target_critic_params, state.hp,
                                  probe)[0])
-  policy0 = state.policy_params
+  policy0 = state.policy.params
 
   @functools.partial(jax.jit, static_argnums=2)
   def run(state, key, n):
@@ -114,17 +114,17 @@ def test_critic_loss_falls_and_pretraining_freezes_policy():
   target0 = state.target_critic_params
   state, m = run(state, jax.random.key(1), 150)  # one compile for both phases
   assert np.all(np.asarray(m["pretraining"]) == 1.0)
-  assert _equal(state.policy_params, policy0)
+  assert _equal(state.policy.params, policy0)
   # Official: the target critic does not move during pre-training ...
   assert _equal(state.target_critic_params, target0)
-  assert not _equal(state.critic_params, target0)
+  assert not _equal(state.critic.params, target0)
   state, m = run(state, jax.random.key(2), 150)
   assert np.all(np.asarray(m["pretraining"]) == 0.0)
   assert int(state.step) == 300
-  assert not _equal(state.policy_params, policy0)
+  assert not _equal(state.policy.params, policy0)
   # ... and Polyak-averages from the first main-phase step on.
   assert not _equal(state.target_critic_params, target0)
-  loss1 = float(dtql.critic_loss(state.critic_params, state.target_critic_params, state.hp,
+  loss1 = float(dtql.critic_loss(state.critic.params, state.target_critic_params, state.hp,
                                  probe)[0])
   assert loss1 < 0.5 * loss0, (loss0, loss1)
   assert np.all(np.isfinite(np.asarray(m["policy_loss"])))
@@ -144,7 +144,7 @@ def test_act_shapes_and_max_q_trick():
 
   @jax.jit
   def candidates(s):
-    c = dtql.sample_policy(s.policy_params, hp, obs_rep, k_cand)
+    c = dtql.sample_policy(s.policy.params, hp, obs_rep, k_cand)
     return c, dtql.q_net(hp).apply(s.target_critic_params["q"], obs_rep, c).min(0)
 
   cand, q = candidates(state)
@@ -155,12 +155,74 @@ def test_act_shapes_and_max_q_trick():
   assert b.shape == (8, 2) and np.all(np.abs(b) <= 1.0)
 
 
+def _stack(states):
+  """States that differ only in float hyperparameters (and seed) stacked on a leading axis: the
+  same leaves (shapes, dtypes), so one vmapped program trains them all."""
+  flat = [jax.tree.flatten(s) for s in states]
+  assert len({len(leaves) for leaves, _ in flat}) == 1
+  for a, b in zip(flat[0][0], flat[1][0]):
+    assert np.shape(a) == np.shape(b) and jnp.result_type(a) == jnp.result_type(b)
+  leaves = [jnp.stack(xs) for xs in zip(*(leaves for leaves, _ in flat))]
+  return jax.tree.unflatten(flat[0][1], leaves)
+
+
+def test_float_hyperparameters_are_leaves_and_vmap_like_seeds():
+  """A sweep over float hyperparameters (trust-region weight, expectile, lr, candidate
+  temperature) is one vmapped program whose points equal separate runs; structural fields are
+  static (a change there changes the structure)."""
+  configs = [small_config(pretrain_steps=1, lr_decay=True, lr_decay_steps=10),
+             small_config(pretrain_steps=1, lr_decay=True, lr_decay_steps=10,
+                          trust_region_weight=0.25, expectile=0.9, lr=1e-3, discount=0.9)]
+  states = [dtql.init(jax.random.key(i), SPEC, c) for i, c in enumerate(configs)]
+  assert {"trust_region_weight", "expectile", "discount", "tau"} <= set(states[0].hp.leaf_names)
+  assert states[0].hp.static_key == states[1].hp.static_key
+  assert float(dtql.common.learning_rate(states[1].policy)) == pytest.approx(1e-3)
+  batch = jax.tree.map(jnp.asarray, bandit_data(64))
+  keys = jnp.stack([jax.random.key(10), jax.random.key(11)])
+
+  def run(state, key):
+    def body(s, k):
+      return dtql.update(s, batch, k)
+    return jax.lax.scan(body, state, jax.random.split(key, 3))
+
+  both, m_both = jax.jit(jax.vmap(run))(_stack(states), keys)
+  for i, state in enumerate(states):
+    single, m = jax.jit(run)(state, keys[i])
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(both)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(m["policy_loss"], m_both["policy_loss"][i], rtol=1e-5, atol=1e-6)
+  # the two points really differ (different weights, learning rates and seeds)
+  assert not np.allclose(m_both["policy_loss"][0], m_both["policy_loss"][1])
+  other = dtql.init(jax.random.key(0), SPEC, small_config(policy_hidden_dims=(16, 16)))
+  assert other.hp.static_key != states[0].hp.static_key
+
+
+def test_make_act_fn_is_shared_across_float_hyperparameters():
+  """make_act_fn caches on hp.static_key and reads the acting floats from act_params, so two
+  states that differ only in candidate_temperature share one compiled function, and each gets
+  its own temperature (never the first state's, baked in)."""
+  cfg = lambda t: small_config(num_candidates=32, candidate_temperature=t)
+  hot = dtql.init(jax.random.key(0), SPEC, cfg(100.0))
+  cold = dtql.init(jax.random.key(0), SPEC, cfg(1e-3))
+  fn = dtql.make_act_fn(hot.hp, False)
+  assert dtql.make_act_fn(cold.hp, False) is fn
+  obs = jnp.asarray(bandit_data(16).observations)
+  key = jax.random.key(3)
+  for state in (hot, cold):
+    got = fn(dtql.act_params(state), obs, key, 1)
+    ref = jax.jit(dtql.act, static_argnums=3)(state, obs, jax.random.fold_in(key, 1), False)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+  assert not np.allclose(fn(dtql.act_params(hot), obs, key, 1),
+                         fn(dtql.act_params(cold), obs, key, 1))
+  assert fn._cache_size() == 1
+
+
 def test_faithful_denoiser_layout_differs_only_in_activation():
   official = dtql.init(jax.random.key(0), SPEC, small_config())
   fixed = dtql.init(jax.random.key(0), SPEC, small_config(faithful_denoiser=False))
-  assert jax.tree.structure(fixed.bc_params) == jax.tree.structure(official.bc_params)
+  assert jax.tree.structure(fixed.bc.params) == jax.tree.structure(official.bc.params)
   x = jnp.ones((4, 2))
-  out = lambda s: dtql.denoiser_net(s.hp).apply(official.bc_params, x, jnp.zeros(4),
+  out = lambda s: dtql.denoiser_net(s.hp).apply(official.bc.params, x, jnp.zeros(4),
                                                 jnp.ones((4, 5)))
   assert not np.allclose(out(fixed), out(official))
 
@@ -192,12 +254,12 @@ def test_default_denoiser_is_the_official_layout():
   rng = np.random.default_rng(0)
   x, obs = rng.normal(size=(6, 2)), rng.normal(size=(6, 5))
   c_noise = rng.normal(size=6)
-  got = np.asarray(dtql.denoiser_net(state.hp).apply(state.bc_params, jnp.asarray(x, jnp.float32),
-                                                     jnp.asarray(c_noise, jnp.float32),
-                                                     jnp.asarray(obs, jnp.float32)))
-  want = _numpy_denoiser(state.bc_params, x, c_noise, obs, state.hp.time_embed_dim, True)
+  got = np.asarray(dtql.denoiser_net(state.hp).apply(
+      state.bc.params, jnp.asarray(x, jnp.float32), jnp.asarray(c_noise, jnp.float32),
+      jnp.asarray(obs, jnp.float32)))
+  want = _numpy_denoiser(state.bc.params, x, c_noise, obs, state.hp.time_embed_dim, True)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-  other = _numpy_denoiser(state.bc_params, x, c_noise, obs, state.hp.time_embed_dim, False)
+  other = _numpy_denoiser(state.bc.params, x, c_noise, obs, state.hp.time_embed_dim, False)
   assert np.max(np.abs(other - want)) > 1e-3  # the test can tell the two layouts apart
 
 
@@ -208,20 +270,20 @@ def test_q_target_bootstraps_from_online_v_by_default():
   state = dtql.init(jax.random.key(0), SPEC, small_config())
   batch = jax.tree.map(jnp.asarray, bandit_data(64))
   # A target critic that differs from the online one.
-  target = jax.tree.map(lambda a: a + 0.3, state.critic_params)
+  target = jax.tree.map(lambda a: a + 0.3, state.critic.params)
   hp = state.hp
 
   def q_loss_for(v_params, hp):
-    q = dtql.q_net(hp).apply(state.critic_params["q"], batch.observations, batch.actions)
+    q = dtql.q_net(hp).apply(state.critic.params["q"], batch.observations, batch.actions)
     y = batch.rewards + hp.discount * batch.masks * dtql.v_net(hp).apply(
         v_params, batch.next_observations)
     return float(jnp.sum(jnp.mean(jnp.square(q - y), axis=1)))
 
-  got = float(dtql.critic_loss(state.critic_params, target, hp, batch)[1]["q_loss"])
-  np.testing.assert_allclose(got, q_loss_for(state.critic_params["v"], hp), rtol=1e-5)
+  got = float(dtql.critic_loss(state.critic.params, target, hp, batch)[1]["q_loss"])
+  np.testing.assert_allclose(got, q_loss_for(state.critic.params["v"], hp), rtol=1e-5)
   assert abs(got - q_loss_for(target["v"], hp)) > 1e-3 * got
-  hp_fix = dataclasses.replace(hp, target_value=True)
-  got_fix = float(dtql.critic_loss(state.critic_params, target, hp_fix, batch)[1]["q_loss"])
+  hp_fix = hp.replace(target_value=True)
+  got_fix = float(dtql.critic_loss(state.critic.params, target, hp_fix, batch)[1]["q_loss"])
   np.testing.assert_allclose(got_fix, q_loss_for(target["v"], hp), rtol=1e-5)
 
 
@@ -240,7 +302,7 @@ def test_polyak_during_pretrain_switch_moves_targets():
   new, m = jax.jit(dtql.update)(state, batch, jax.random.key(2))
   assert float(m["pretraining"]) == 1.0
   want = jax.tree.map(lambda t, o: (1 - state.hp.tau) * t + state.hp.tau * o,
-                      state.target_critic_params, new.critic_params)
+                      state.target_critic_params, new.critic.params)
   for a, b in zip(jax.tree.leaves(new.target_critic_params), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   assert not _equal(new.target_critic_params, state.target_critic_params)
@@ -270,7 +332,7 @@ def test_policy_init_is_official_orthogonal_gain_one():
   spec = EnvSpec(obs_dim=11, act_dim=3)
   cfg = dtql.get_config()  # paper widths: 11 -> 256 -> 256 -> 256 -> 6
   state = jax.jit(lambda k: dtql.init(k, spec, cfg))(jax.random.key(0))
-  layers = _dense_layers(state.policy_params)
+  layers = _dense_layers(state.policy.params)
   assert [tuple(l["kernel"].shape) for l in layers] == [(11, 256), (256, 256), (256, 256),
                                                         (256, 6)]
   for l in layers:
@@ -281,7 +343,7 @@ def test_policy_init_is_official_orthogonal_gain_one():
   # The former jaxaug init (a switch, on in +fixes presets) is different: small heads.
   small = jax.jit(lambda k: dtql.init(k, spec, dtql_configs.get_config(
       "hopper-medium-replay+fixes").agent))(jax.random.key(0))
-  heads = [small.policy_params["params"][n]["kernel"] for n in ("Dense_0", "Dense_1")]
+  heads = [small.policy.params["params"][n]["kernel"] for n in ("Dense_0", "Dense_1")]
   assert [h.shape for h in heads] == [(256, 3)] * 2
   assert all(np.abs(np.asarray(h)).max() < 0.05 for h in heads)
 
@@ -298,7 +360,7 @@ def test_critic_layer_norm_epsilon_is_torchs():
   cfg = small_config()
   assert dtql.get_config().critic_layer_norm_epsilon == 1e-5
   state = dtql.init(jax.random.key(0), SPEC, cfg)
-  q_params = jax.device_get(state.critic_params["q"])
+  q_params = jax.device_get(state.critic.params["q"])
   inner = q_params["params"]["VmapStateActionValue_0"]["MLP_0"]
   inner["Dense_0"]["kernel"] = inner["Dense_0"]["kernel"] * 1e-3
   rng = np.random.default_rng(0)
@@ -364,7 +426,8 @@ def test_paper_presets_are_official_and_fixes_flip_only_the_switches():
       d + "+fixes" for d in dtql_configs.DATASETS}
   for name in dtql_configs.PRESETS:  # every preset builds an agent with valid settings
     c = dtql_configs.get_config(name)
-    dtql._validate(dtql.common.hparams_from_config(dtql.Hparams, c.agent, SPEC, "dtql"))
+    dtql.common.hyper_from_config(c.agent, dtql.get_config(), SPEC, "dtql", static=dtql.STATIC)
+    dtql._validate(dtql.config_values(c.agent))
 
 
 def test_preset_datasets_are_d4rl_files_under_data_dir():
@@ -400,10 +463,17 @@ def test_lr_decay_and_eval_offset_follow_the_schedule():
   # The schedule reaches 0 exactly at the end of the run, constant before the main phase.
   c = dtql_configs.get_config("walker2d-medium")
   c.num_steps, c.agent.pretrain_steps = 3000, 1000
-  hp = dtql.common.hparams_from_config(dtql.Hparams, c.agent, SPEC, "dtql")
-  sched = lambda t: float(dtql._schedule(hp.lr, hp, hp.pretrain_steps)(t))
-  assert np.isclose(sched(0), hp.lr) and np.isclose(sched(1000), hp.lr)
-  assert sched(3000) == 0.0 and 0.4 * hp.lr < sched(2000) < 0.6 * hp.lr
+  hp = dtql.common.hyper_from_config(c.agent, dtql.get_config(), SPEC, "dtql",
+                                     static=dtql.STATIC)
+  lr = c.agent.lr
+  sched = lambda t: float(dtql._schedule(lr, hp, hp.pretrain_steps)(t))
+  assert np.isclose(sched(0), lr) and np.isclose(sched(1000), lr)
+  assert sched(3000) == 0.0 and 0.4 * lr < sched(2000) < 0.6 * lr
+  # The optimisers follow it, from a base learning rate that is a leaf of their state.
+  state = dtql.init(jax.random.key(0), SPEC, c.agent)
+  assert float(dtql.common.learning_rate(state.bc)) == pytest.approx(lr)
+  assert jax.tree.structure(state.bc.tx.init(state.bc.params)) == jax.tree.structure(
+      state.bc.opt_state)
 
 
 def _eval_steps(loop: LoopConfig) -> list[int]:
@@ -518,8 +588,8 @@ def test_entropy_terms_are_finite_and_train_the_policy(entropy_term):
   state = dtql.init(jax.random.key(0), SPEC, small_config(gamma_ent=1.0,
                                                          entropy_term=entropy_term))
   batch = bandit_data(64)
-  loss_fn = lambda p: dtql.policy_loss(p, state.bc_params, state.critic_params, state.hp, batch,
+  loss_fn = lambda p: dtql.policy_loss(p, state.bc.params, state.critic.params, state.hp, batch,
                                        jax.random.key(1))
-  (loss, info), g = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state.policy_params)
+  (loss, info), g = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state.policy.params)
   assert np.isfinite(float(loss)) and float(info["entropy_term"]) != 0.0
   assert np.isfinite(_norm(g)) and _norm(g) > 0

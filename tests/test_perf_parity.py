@@ -48,10 +48,13 @@ def test_dtql_make_act_fn_equals_act(overrides, deterministic):
   state = state.replace(target_critic_params=jax.tree.map(lambda x: x + 0.3,
                                                           state.target_critic_params))
   params = dtql.act_params(state)
+  # "hp": the float hyperparameters acting reads (softmax temperature, implicit noise scale).
+  hp_part = {"hp"} if (state.hp.policy == "implicit" or (
+      state.hp.num_candidates > 1 and state.hp.candidate_selection == "softmax")) else set()
   if state.hp.num_candidates == 1:
-    assert set(params) == {"policy"}
+    assert set(params) == {"policy"} | hp_part
   else:
-    assert set(params) == {"policy", "q"}
+    assert set(params) == {"policy", "q"} | hp_part
     assert params["q"] is state.target_critic_params["q"]
   fn = dtql.make_act_fn(state.hp, deterministic)
   assert dtql.make_act_fn(state.hp, deterministic) is fn  # cached: no recompilation per call
@@ -228,7 +231,8 @@ def test_make_policy_equals_act_on_whole_state(num_candidates):
     ref = np.asarray(act(state, jnp.asarray(obs), jax.random.fold_in(key, t), False))
     np.testing.assert_array_equal(got, ref)
   # A later state of the same structure reuses the compiled function.
-  later = state.replace(policy_params=jax.tree.map(lambda x: x * 1.5, state.policy_params))
+  later = state.replace(policy=state.policy.replace(
+      params=jax.tree.map(lambda x: x * 1.5, state.policy.params)))
   policy2 = evaluation.make_policy(dtql.act, later, key, deterministic=False)
   np.testing.assert_array_equal(
       np.asarray(policy2(obs)), np.asarray(act(later, jnp.asarray(obs), jax.random.fold_in(key, 1),

@@ -16,9 +16,8 @@ same fields). In `hp`:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +25,6 @@ import numpy as np
 import optax
 
 from jaxaug.types import EnvSpec
-
-H = TypeVar("H")
-
 
 def _freeze(value: Any) -> Any:
   """Lists (from ConfigDicts or command lines) become tuples so the dataclass is hashable."""
@@ -188,28 +184,6 @@ def learning_rate(train_state) -> jax.Array:
 def copy_tree(tree: Any) -> Any:
   """A copy with distinct buffers (target networks: a donated state must not alias)."""
   return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
-
-
-def hparams_from_config(cls: type[H], config: Mapping[str, Any] | None, spec: EnvSpec,
-                        agent_name: str, **derived: Any) -> H:
-  """Build the frozen hyperparameter dataclass `cls` from an agent ConfigDict and the env spec.
-
-  Fields named `obs_dim`, `act_dim` and `max_action` come from `spec`; `derived` supplies
-  fields computed by the agent (e.g. a target entropy of -|A|). A config key that is not a
-  field of `cls` is a ValueError naming it, so typos in `--config.agent.xxx` overrides fail
-  loudly instead of being ignored.
-  """
-  names = {f.name for f in dataclasses.fields(cls)}
-  given = dict(config.items()) if config is not None else {}
-  unknown = sorted(set(given) - names)
-  if unknown:
-    raise ValueError(f"config.agent for {agent_name!r} has unknown field(s) {unknown}; "
-                     f"known fields: {sorted(names - {'obs_dim', 'act_dim', 'max_action'})}")
-  values = {k: _freeze(v) for k, v in given.items()}
-  check_ranges(values, agent_name)
-  values.update(obs_dim=spec.obs_dim, act_dim=spec.act_dim, max_action=float(spec.max_action))
-  values.update(derived)
-  return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def _is_number(x: Any) -> bool:

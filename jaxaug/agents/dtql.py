@@ -32,9 +32,9 @@ The critic learning rate is its own field; the official code always uses 3e-4 fo
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
+import types
 from typing import Sequence
 
 import flax.linen as nn
@@ -43,11 +43,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from flax.training.train_state import TrainState
 
 from jaxaug.agents import common
 from jaxaug.data.dataset import Transitions
 from jaxaug.diffusion import edm, samplers
-from jaxaug.nets.mlp import (CriticEnsemble, MLP, StateValue, TanhGaussianPolicy, polyak,
+from jaxaug.nets.mlp import (CriticEnsemble, MLP, StateValue, TanhGaussianPolicy, mish, polyak,
                              tanh_gaussian)
 from jaxaug.types import EnvSpec
 
@@ -112,63 +113,35 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
-@dataclasses.dataclass(frozen=True)
-class Hparams:
-  obs_dim: int
-  act_dim: int
-  max_action: float
-  lr: float
-  critic_lr: float
-  lr_decay: bool
-  lr_decay_steps: int
-  pretrain_steps: int
-  discount: float
-  tau: float
-  expectile: float
-  trust_region_weight: float
-  gamma_ent: float
-  entropy_term: str
-  target_value: bool
-  polyak_during_pretrain: bool
-  sigma_data: float
-  sigma_min: float
-  sigma_max: float
-  sigma_scale: float
-  clip_denoised: bool
-  denoiser_hidden_dim: int
-  denoiser_num_layers: int
-  time_embed_dim: int
-  faithful_denoiser: bool
-  policy: str
-  policy_hidden_dims: tuple[int, ...]
-  log_std_min: float
-  log_std_max: float
-  generation_sigma: float
-  policy_init: str
-  critic_hidden_dims: tuple[int, ...]
-  critic_layer_norm_epsilon: float
-  num_candidates: int
-  candidate_selection: str
-  candidate_temperature: float
-
-
 class DTQLState(flax.struct.PyTreeNode):
-  step: jax.Array  # int32 update counter (drives the pre-training phase)
-  bc_params: dict  # diffusion behaviour-cloning policy (denoiser)
-  policy_params: dict  # one-step policy
-  critic_params: dict  # {"q": twin Q, "v": V}
+  bc: TrainState  # diffusion behaviour-cloning policy (denoiser)
+  policy: TrainState  # one-step policy (steps only after pre-training)
+  # Twin Q and V, params {"q": ..., "v": ...}, under one Adam as in the official code; apply
+  # with q_net(hp) / v_net(hp) (apply_fn unused).
+  critic: TrainState
   target_critic_params: dict
-  bc_opt_state: optax.OptState
-  policy_opt_state: optax.OptState
-  critic_opt_state: optax.OptState
-  hp: Hparams = flax.struct.field(pytree_node=False)
+  hp: common.Hyper
+
+  @property
+  def step(self) -> jax.Array:
+    """Number of updates done (the critics step on every update; it drives pre-training)."""
+    return self.critic.step
+
+
+# Floats that stay static (structure, not values a sweep varies in one program):
+#   * the EDM noise distribution and preconditioning (sigma_data, sigma_min, sigma_max,
+#     sigma_scale) enter Python math (log-logistic bounds) and the sampler's static config;
+#   * log_std_min / log_std_max and critic_layer_norm_epsilon are network-module attributes
+#     (baked into the TrainStates' static apply_fn);
+#   * gamma_ent == 0 removes the entropy term from the traced loss (Python control flow).
+STATIC = ("sigma_data", "sigma_min", "sigma_max", "sigma_scale", "log_std_min", "log_std_max",
+          "critic_layer_norm_epsilon", "gamma_ent")
+# The float leaves acting reads (`act_params` carries them, so that a cached acting function
+# never closes over one state's values).
+ACT_LEAVES = ("candidate_temperature", "generation_sigma")
 
 
 # ----------------------------------------------------------------------------- networks
-def mish(x: jax.Array) -> jax.Array:
-  return x * jnp.tanh(jax.nn.softplus(x))
-
-
 def sinusoidal_embedding(x: jax.Array, dim: int) -> jax.Array:
   """Transformer-style sin/cos features of a scalar per sample: (B,) -> (B, dim)."""
   half = dim // 2
@@ -226,12 +199,12 @@ class OfficialGaussianActor(nn.Module):
 
 
 class ImplicitPolicy(nn.Module):
-  """One-step implicit generator a = max_action tanh(G([z, s])), z ~ N(0, generation_sigma^2)."""
+  """One-step implicit generator a = max_action tanh(G([z, s])); the caller draws
+  z ~ N(0, generation_sigma^2) (`sample_policy`)."""
 
   act_dim: int
   hidden_dims: Sequence[int] = (256, 256, 256)
   max_action: float = 1.0
-  generation_sigma: float = 2.5
 
   @nn.compact
   def __call__(self, obs: jax.Array, z: jax.Array) -> jax.Array:
@@ -239,14 +212,14 @@ class ImplicitPolicy(nn.Module):
     return self.max_action * jnp.tanh(x)
 
 
-def denoiser_net(hp: Hparams) -> DTQLDenoiser:
+def denoiser_net(hp: common.Hyper) -> DTQLDenoiser:
   return DTQLDenoiser(hp.act_dim, hp.denoiser_hidden_dim, hp.denoiser_num_layers,
                       hp.time_embed_dim, hp.faithful_denoiser)
 
 
-def policy_net(hp: Hparams) -> nn.Module:
+def policy_net(hp: common.Hyper) -> nn.Module:
   if hp.policy == "implicit":
-    return ImplicitPolicy(hp.act_dim, hp.policy_hidden_dims, hp.max_action, hp.generation_sigma)
+    return ImplicitPolicy(hp.act_dim, hp.policy_hidden_dims, hp.max_action)
   if hp.policy_init == "official":
     return OfficialGaussianActor(hp.act_dim, hp.policy_hidden_dims, hp.max_action,
                                  hp.log_std_min, hp.log_std_max)
@@ -255,16 +228,16 @@ def policy_net(hp: Hparams) -> nn.Module:
                             hp.log_std_max, orthogonal_init=True)
 
 
-def q_net(hp: Hparams) -> CriticEnsemble:
+def q_net(hp: common.Hyper) -> CriticEnsemble:
   return CriticEnsemble(num_critics=2, hidden_dims=hp.critic_hidden_dims, activation="mish",
                         layer_norm=True, layer_norm_epsilon=hp.critic_layer_norm_epsilon)
 
 
-def v_net(hp: Hparams) -> StateValue:
+def v_net(hp: common.Hyper) -> StateValue:
   return StateValue(hp.critic_hidden_dims, activation="mish")
 
 
-def make_denoiser(bc_params, hp: Hparams) -> edm.Denoiser:
+def make_denoiser(bc_params, hp: common.Hyper) -> edm.Denoiser:
   """EDM-preconditioned D(a, sigma, s), clipped to +-max_action when `clip_denoised` (DTQL)."""
   net = denoiser_net(hp)
   raw = lambda x_in, c_noise, cond, use_cond: net.apply(bc_params, x_in, c_noise, cond)
@@ -275,37 +248,44 @@ def make_denoiser(bc_params, hp: Hparams) -> edm.Denoiser:
                                                              -hp.max_action, hp.max_action)
 
 
-def sigma_fn(hp: Hparams) -> edm.SigmaFn:
+def sigma_fn(hp: common.Hyper) -> edm.SigmaFn:
   """DTQL's training noise: ln sigma ~ Logistic(ln sigma_data, 0.5) truncated to the range."""
   return edm.make_sigma_fn("truncated_loglogistic", loc=math.log(hp.sigma_data),
                            scale=hp.sigma_scale, sigma_min=hp.sigma_min, sigma_max=hp.sigma_max)
 
 
-def _schedule(lr: float, hp: Hparams, offset: int) -> optax.Schedule | float:
+def _schedule(lr, hp: common.Hyper, offset: int) -> optax.Schedule:
   """Constant for the first `offset` optimiser steps, then cosine to 0 over lr_decay_steps."""
-  if not hp.lr_decay:
-    return lr
   cos = optax.cosine_decay_schedule(lr, hp.lr_decay_steps)
   if offset <= 0:
     return cos
   return optax.join_schedules([optax.constant_schedule(lr), cos], [offset])
 
 
+def _tx(lr: float, hp: common.Hyper, offset: int) -> optax.GradientTransformation:
+  """Adam with the base learning rate a leaf of its state, decayed when `lr_decay`."""
+  if not hp.lr_decay:
+    return common.adam(lr)
+  return common.scheduled_adam(lr, lambda peak: _schedule(peak, hp, offset))
+
+
 # The BC and critic optimisers also step during pre-training; the policy optimiser does not
 # (its step count starts at 0 when the policy phase starts), so only the former get an offset.
-def bc_tx(hp: Hparams) -> optax.GradientTransformation:
-  return optax.adam(_schedule(hp.lr, hp, hp.pretrain_steps))
+def bc_tx(lr: float, hp: common.Hyper) -> optax.GradientTransformation:
+  return _tx(lr, hp, hp.pretrain_steps)
 
 
-def critic_tx(hp: Hparams) -> optax.GradientTransformation:
-  return optax.adam(_schedule(hp.critic_lr, hp, hp.pretrain_steps))
+def critic_tx(lr: float, hp: common.Hyper) -> optax.GradientTransformation:
+  return _tx(lr, hp, hp.pretrain_steps)
 
 
-def policy_tx(hp: Hparams) -> optax.GradientTransformation:
-  return optax.adam(_schedule(hp.lr, hp, 0))
+def policy_tx(lr: float, hp: common.Hyper) -> optax.GradientTransformation:
+  return _tx(lr, hp, 0)
 
 
-def _validate(hp: Hparams) -> None:
+def _validate(hp) -> None:
+  """Checks on the configured values (a namespace or Hyper with concrete values: run it on the
+  config, since `init` may be traced, where the leaves of `hp` are tracers)."""
   def bad(field, expected, got):
     raise ValueError(f"config.agent.{field} must be {expected} (dtql), got {got!r}")
   if hp.policy not in POLICIES:
@@ -343,29 +323,38 @@ def _validate(hp: Hparams) -> None:
         hp.polyak_during_pretrain)
 
 
+def config_values(config: ml_collections.ConfigDict | None) -> types.SimpleNamespace:
+  """The agent config with defaults filled in, as plain Python values (for checks)."""
+  given = dict(config.items()) if config is not None else {}
+  return types.SimpleNamespace(**{**dict(get_config().items()), **given})
+
+
 def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None = None
          ) -> DTQLState:
-  hp = common.hparams_from_config(Hparams, config if config is not None else get_config(),
-                                  spec, "dtql")
-  _validate(hp)
+  hp = common.hyper_from_config(config, get_config(), spec, "dtql", static=STATIC)
+  values = config_values(config)
+  _validate(values)
   k_bc, k_pi, k_q, k_v = jax.random.split(key, 4)
   obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
-  bc_params = denoiser_net(hp).init(k_bc, act, jnp.zeros((1,), jnp.float32), obs)
+  bc_def, policy_def = denoiser_net(hp), policy_net(hp)
+  bc_params = bc_def.init(k_bc, act, jnp.zeros((1,), jnp.float32), obs)
   if hp.policy == "implicit":
-    policy_params = policy_net(hp).init(k_pi, obs, act)
+    policy_params = policy_def.init(k_pi, obs, act)
   else:
-    policy_params = policy_net(hp).init(k_pi, obs)
+    policy_params = policy_def.init(k_pi, obs)
   critic_params = {"q": q_net(hp).init(k_q, obs, act), "v": v_net(hp).init(k_v, obs)}
   return DTQLState(
-      step=jnp.zeros((), jnp.int32), bc_params=bc_params, policy_params=policy_params,
-      critic_params=critic_params, target_critic_params=jax.tree.map(jnp.copy, critic_params),
-      bc_opt_state=bc_tx(hp).init(bc_params), policy_opt_state=policy_tx(hp).init(policy_params),
-      critic_opt_state=critic_tx(hp).init(critic_params), hp=hp)
+      bc=TrainState.create(apply_fn=bc_def.apply, params=bc_params, tx=bc_tx(values.lr, hp)),
+      policy=TrainState.create(apply_fn=policy_def.apply, params=policy_params,
+                               tx=policy_tx(values.lr, hp)),
+      critic=TrainState.create(apply_fn=None, params=critic_params,
+                               tx=critic_tx(values.critic_lr, hp)),
+      target_critic_params=common.copy_tree(critic_params), hp=hp)
 
 
 # ----------------------------------------------------------------------------- policy sampling
-def sample_policy(policy_params, hp: Hparams, obs: jax.Array, key: jax.Array,
+def sample_policy(policy_params, hp: common.Hyper, obs: jax.Array, key: jax.Array,
                   with_log_prob: bool = False):
   """Reparameterised a ~ pi_phi(.|s) (differentiable in phi); optionally with log pi(a|s)."""
   if hp.policy == "implicit":
@@ -378,7 +367,7 @@ def sample_policy(policy_params, hp: Hparams, obs: jax.Array, key: jax.Array,
   return dist.sample(seed=key)
 
 
-def policy_mode(policy_params, hp: Hparams, obs: jax.Array) -> jax.Array:
+def policy_mode(policy_params, hp: common.Hyper, obs: jax.Array) -> jax.Array:
   """The deterministic action: tanh(mean) for the Gaussian, G(z=0, s) for the implicit policy."""
   if hp.policy == "implicit":
     return policy_net(hp).apply(policy_params, obs, jnp.zeros(obs.shape[:-1] + (hp.act_dim,)))
@@ -386,7 +375,7 @@ def policy_mode(policy_params, hp: Hparams, obs: jax.Array) -> jax.Array:
   return hp.max_action * jnp.tanh(dist.distribution.loc)
 
 
-def data_nll(policy_params, hp: Hparams, obs: jax.Array, actions: jax.Array) -> jax.Array:
+def data_nll(policy_params, hp: common.Hyper, obs: jax.Array, actions: jax.Array) -> jax.Array:
   """DTQL's entropy surrogate: -log N(atanh(a / (max_a + 1e-3)); mu, sigma), no tanh Jacobian."""
   dist = policy_net(hp).apply(policy_params, obs)
   pre_tanh = jnp.arctanh(actions / (hp.max_action + 1e-3))
@@ -394,8 +383,8 @@ def data_nll(policy_params, hp: Hparams, obs: jax.Array, actions: jax.Array) -> 
 
 
 # ----------------------------------------------------------------------------- losses
-def diffusion_loss(bc_params, hp: Hparams, actions: jax.Array, obs: jax.Array, key: jax.Array,
-                   per_sample: bool = False):
+def diffusion_loss(bc_params, hp: common.Hyper, actions: jax.Array, obs: jax.Array,
+                   key: jax.Array, per_sample: bool = False):
   """DTQL's EDM loss (Eq. 3): mean ((clip(D(a + sigma n, sigma, s)) - a) / c_out)^2.
 
   With lambda(sigma) = 1 / c_out^2, `edm.edm_loss` on the clipped denoiser is exactly this form.
@@ -405,7 +394,7 @@ def diffusion_loss(bc_params, hp: Hparams, actions: jax.Array, obs: jax.Array, k
                       return_per_sample=per_sample)
 
 
-def trust_region_loss(actions: jax.Array, bc_params, hp: Hparams, obs: jax.Array,
+def trust_region_loss(actions: jax.Array, bc_params, hp: common.Hyper, obs: jax.Array,
                       key: jax.Array, per_sample: bool = False):
   """Diffusion trust-region loss (Eq. 4): the BC diffusion loss at the policy's actions.
 
@@ -416,13 +405,11 @@ def trust_region_loss(actions: jax.Array, bc_params, hp: Hparams, obs: jax.Array
   return diffusion_loss(jax.lax.stop_gradient(bc_params), hp, actions, obs, key, per_sample)
 
 
-def critic_loss(critic_params, target_critic_params, hp: Hparams, batch: Transitions):
+def critic_loss(critic_params, target_critic_params, hp: common.Hyper, batch: Transitions):
   """Expectile V loss + two Q MSEs, summed (official q_v_critic_loss)."""
   q_data = q_net(hp).apply(critic_params["q"], batch.observations, batch.actions)  # (2, B)
   v = v_net(hp).apply(critic_params["v"], batch.observations)
-  diff = jax.lax.stop_gradient(q_data.min(0)) - v
-  weight = jnp.where(diff < 0, 1.0 - hp.expectile, hp.expectile)
-  value_loss = jnp.mean(weight * jnp.square(diff))
+  value_loss = common.expectile_loss(jax.lax.stop_gradient(q_data.min(0)) - v, hp.expectile)
   v_params = target_critic_params["v"] if hp.target_value else critic_params["v"]
   next_v = v_net(hp).apply(v_params, batch.next_observations)
   target = common.td_target(batch.rewards, batch.masks, hp.discount, next_v)
@@ -432,7 +419,7 @@ def critic_loss(critic_params, target_critic_params, hp: Hparams, batch: Transit
                 "q": q_data.mean(), "v": v.mean()}
 
 
-def policy_loss(policy_params, bc_params, critic_params, hp: Hparams, batch: Transitions,
+def policy_loss(policy_params, bc_params, critic_params, hp: common.Hyper, batch: Transitions,
                 key: jax.Array):
   """Eq. 5: alpha * L_TR(pi(s)) - E[min Q(s, pi(s))] + gamma_ent * entropy term."""
   k_pi, k_tr = jax.random.split(key)
@@ -461,56 +448,62 @@ def update(state: DTQLState, batch: Transitions, key: jax.Array):
   k_bc, k_pi = jax.random.split(key)
 
   g_c, c_info = jax.grad(critic_loss, has_aux=True)(
-      state.critic_params, state.target_critic_params, hp, batch)
-  critic_params, critic_opt_state = common.apply_updates(
-      critic_tx(hp), g_c, state.critic_opt_state, state.critic_params)
+      state.critic.params, state.target_critic_params, hp, batch)
+  critic = state.critic.apply_gradients(grads=g_c)
 
   bc_value, g_bc = jax.value_and_grad(diffusion_loss)(
-      state.bc_params, hp, batch.actions, batch.observations, k_bc)
-  bc_params, bc_opt_state = common.apply_updates(bc_tx(hp), g_bc, state.bc_opt_state,
-                                                 state.bc_params)
+      state.bc.params, hp, batch.actions, batch.observations, k_bc)
+  bc = state.bc.apply_gradients(grads=g_bc)
 
-  def policy_step(_):
+  def policy_step(policy: TrainState):
     g, info = jax.grad(policy_loss, has_aux=True)(
-        state.policy_params, bc_params, critic_params, hp, batch, k_pi)
-    params, opt_state = common.apply_updates(policy_tx(hp), g, state.policy_opt_state,
-                                             state.policy_params)
-    return params, opt_state, info
+        policy.params, bc.params, critic.params, hp, batch, k_pi)
+    return policy.apply_gradients(grads=g), info
 
   if hp.pretrain_steps > 0:
-    info_shape = jax.eval_shape(policy_step, None)[2]
-    skip = lambda _: (state.policy_params, state.policy_opt_state,
-                      jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape))
+    info_shape = jax.eval_shape(policy_step, state.policy)[1]
+    skip = lambda p: (p, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info_shape))
     pretraining = state.step < hp.pretrain_steps
-    policy_params, policy_opt_state, pi_info = jax.lax.cond(pretraining, skip, policy_step, None)
+    policy, pi_info = jax.lax.cond(pretraining, skip, policy_step, state.policy)
   else:
     pretraining = jnp.zeros((), bool)
-    policy_params, policy_opt_state, pi_info = policy_step(None)
+    policy, pi_info = policy_step(state.policy)
 
-  target = polyak(state.target_critic_params, critic_params, hp.tau)
+  target = polyak(state.target_critic_params, critic.params, hp.tau)
   if hp.pretrain_steps > 0 and not hp.polyak_during_pretrain:
     # Official: the target critic only starts moving with the main phase.
     target = jax.tree.map(lambda old, new: jnp.where(pretraining, old, new),
                           state.target_critic_params, target)
-  state = state.replace(
-      step=state.step + 1, bc_params=bc_params, policy_params=policy_params,
-      critic_params=critic_params, target_critic_params=target,
-      bc_opt_state=bc_opt_state, policy_opt_state=policy_opt_state,
-      critic_opt_state=critic_opt_state)
+  state = state.replace(bc=bc, policy=policy, critic=critic, target_critic_params=target)
   metrics = {**c_info, "bc_loss": bc_value, **pi_info,
              "pretraining": pretraining.astype(jnp.float32)}
   return state, metrics
 
 
 # ----------------------------------------------------------------------------- act
+def _act_leaves(hp: common.Hyper) -> tuple[str, ...]:
+  """The float leaves of `hp` that acting reads under its static settings."""
+  names = []
+  if hp.num_candidates > 1 and hp.candidate_selection == "softmax":
+    names.append("candidate_temperature")
+  if hp.policy == "implicit":
+    names.append("generation_sigma")
+  return tuple(names)
+
+
 def act_params(state: DTQLState) -> dict:
-  """Only the parameters acting reads: the one-step policy, plus the target twin Q when the
-  max-Q trick is on (num_candidates > 1). Passing these few leaves to a jitted acting function
-  instead of the whole training state (~160 leaves with the optimiser states) halves the
-  per-call dispatch cost at batch 1 (docs/performance.md)."""
-  p = {"policy": state.policy_params}
-  if state.hp.num_candidates > 1:
+  """Only what acting reads: the one-step policy, the target twin Q when the max-Q trick is on
+  (num_candidates > 1), and under "hp" the float hyperparameters acting uses (candidate
+  temperature, implicit generator's noise scale). Passing these few leaves to a jitted acting
+  function instead of the whole training state (~160 leaves with the optimiser states) halves
+  the per-call dispatch cost at batch 1 (docs/performance.md)."""
+  hp = state.hp
+  p = {"policy": state.policy.params}
+  if hp.num_candidates > 1:
     p["q"] = state.target_critic_params["q"]
+  names = _act_leaves(hp)
+  if names:
+    p["hp"] = {n: getattr(hp, n) for n in names}
   return p
 
 
@@ -519,9 +512,16 @@ def policy_params(state: DTQLState) -> dict:
   return act_params(state)
 
 
-def act_from_params(params: dict, hp: Hparams, obs: jax.Array, key: jax.Array,
+def _acting_hyper(params: dict, hp: common.Hyper) -> common.Hyper:
+  """`hp`'s static fields with only the float leaves carried by `params` (no other values)."""
+  return common.Hyper(dict(params.get("hp", {})), dict(hp.static_key[1]))
+
+
+def act_from_params(params: dict, hp: common.Hyper, obs: jax.Array, key: jax.Array,
                     deterministic: bool = True) -> jax.Array:
-  """`act` on `act_params(state)` and the static `hp`: (B, obs) -> clipped (B, act)."""
+  """`act` on `act_params(state)`: (B, obs) -> clipped (B, act). Only the static fields of `hp`
+  are read; the float hyperparameters come from `params["hp"]`."""
+  hp = _acting_hyper(params, hp)
   n = hp.num_candidates
   if n == 1:
     if deterministic:
@@ -533,7 +533,7 @@ def act_from_params(params: dict, hp: Hparams, obs: jax.Array, key: jax.Array,
   # min of the target twin Q; pick by softmax sampling (paper) or argmax.
   k_cand, k_pick = jax.random.split(key)
   b = obs.shape[0]
-  obs_rep = jnp.repeat(obs, n, axis=0)  # (B * N, obs)
+  obs_rep = common.repeat_obs(obs, n, flat=True)  # (B * N, obs)
   cand = sample_policy(params["policy"], hp, obs_rep, k_cand)
   q = q_net(hp).apply(params["q"], obs_rep, cand).min(0).reshape(b, n)
   if hp.candidate_selection == "argmax":
@@ -559,16 +559,22 @@ def act(state: DTQLState, observations: jax.Array, key: jax.Array,
   return a[0] if single else a
 
 
-@functools.lru_cache(maxsize=None)
-def make_act_fn(hp: Hparams, deterministic: bool = True):
+def make_act_fn(hp: common.Hyper, deterministic: bool = True):
   """A jitted `(params, obs, key, step=0) -> actions` for `params = act_params(state)`.
 
   `obs` is (B, obs_dim) or (obs_dim,); the key used is `fold_in(key, step)`, computed inside the
   jit, so a per-environment-step key costs nothing extra (an eager `fold_in` outside jit costs
   a separate dispatch, more than the policy itself at batch 1). Same actions as
-  `act(state, obs, fold_in(key, step), deterministic)`. Cached per (hp, deterministic): calling
-  it again returns the same compiled function.
+  `act(state, obs, fold_in(key, step), deterministic)`. Cached per (hp.static_key,
+  deterministic): states that differ only in float hyperparameters share one compiled
+  function (their values travel in `params["hp"]`).
   """
+  return _make_act_fn(hp.static_key, deterministic)
+
+
+@functools.lru_cache(maxsize=None)
+def _make_act_fn(static_key: tuple, deterministic: bool):
+  hp = common.Hyper({}, dict(static_key[1]))  # static fields only: no value is baked in
 
   @jax.jit
   def fn(params, observations, key, step=0):
@@ -592,13 +598,13 @@ def sample_diffusion_policy(state: DTQLState, observations: jax.Array, key: jax.
   obs = observations[None] if single else observations
   cfg = samplers.SamplerConfig(num_steps=num_steps, sigma_min=hp.sigma_min,
                                sigma_max=hp.sigma_max, s_churn=0.0)
-  a = samplers.heun_sample(make_denoiser(state.bc_params, hp), key,
+  a = samplers.heun_sample(make_denoiser(state.bc.params, hp), key,
                            (obs.shape[0], hp.act_dim), cfg, cond=obs)
   a = jnp.clip(a, -hp.max_action, hp.max_action)
   return a[0] if single else a
 
 
-def sigma_quantile(hp: Hparams, u: jax.Array) -> jax.Array:
+def sigma_quantile(hp: common.Hyper, u: jax.Array) -> jax.Array:
   """Inverse CDF of the training-noise distribution (`sigma_fn`) at u in [0, 1]."""
   loc = math.log(hp.sigma_data)
   f_lo = jax.nn.sigmoid((math.log(hp.sigma_min) - loc) / hp.sigma_scale)
@@ -626,7 +632,7 @@ def trust_region_landscape(state: DTQLState, obs: jax.Array, actions: jax.Array,
   if num_draws % replicates:
     raise ValueError(f"num_draws={num_draws} must be a multiple of replicates={replicates}")
   per = num_draws // replicates
-  d = make_denoiser(state.bc_params, hp)
+  d = make_denoiser(state.bc.params, hp)
   k_u, k_n = jax.random.split(key)
   u = (jnp.arange(per)[None, :] + jax.random.uniform(k_u, (replicates, per))) / per
   sigmas = sigma_quantile(hp, u.reshape(-1))

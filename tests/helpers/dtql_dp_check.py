@@ -40,7 +40,7 @@ def main():
              if np.asarray(a).size)
   init = jax.device_get(jax.jit(init_fn)(jax.random.split(jax.random.key(0))[0]))
   policy_changed = not all(np.array_equal(a, b) for a, b in zip(
-      jax.tree.leaves(states[1].policy_params), jax.tree.leaves(init.policy_params)))
+      jax.tree.leaves(states[1].policy.params), jax.tree.leaves(init.policy.params)))
   print(json.dumps({"max_abs_diff": diff, "step": int(states[1].step),
                     "policy_changed": policy_changed}))
 
