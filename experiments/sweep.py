@@ -2,11 +2,16 @@ r"""Sweeps as one sharded program (docs/sweeps.md).
 
   python experiments/sweep.py --config=configs/td3bc.py:tiny \
       --sweep='agent.alpha=[1,2.5,5] seed=range(5)' --workdir=/tmp/td3bc_sweep
+  python experiments/sweep.py --config=configs/gta.py:tiny \
+      --sweep='diffusion.learning_rate=[3e-4,1e-3] seed=range(2)' --workdir=/tmp/gta_sweep
 
-Points differing only in `seed` and float `agent.*` fields train in one jitted program, their
+Offline agents (train_offline's configs) and diffusion generators (GTA, SynthER:
+train_diffusion's configs). Points differing only in `seed` and float `agent.*` (generators:
+`diffusion.*`) fields that are leaves of the state train in one jitted program, their
 states stacked on a `sweep` axis sharded over the devices; other points form further programs,
 run one after another. Per point: WORKDIR/points/<index>_<overrides>/ with config.json,
-metrics.jsonl and summary.json as a single train_offline run writes them; WORKDIR/sweep.json
+metrics.jsonl and summary.json as a single run writes them (generators also the final
+checkpoint, so experiments/augment.py --workdir=<point dir> generates from it); WORKDIR/sweep.json
 lists points and groups. Re-running the same command resumes (the sweep checkpoints as one unit);
 summarise with experiments/sweep_report.py WORKDIR. Multi-host: --config.distributed=True on
 every host.
@@ -45,7 +50,7 @@ def main(argv):
     if not _RESUME.value and os.path.isdir(groups_dir):
       for g in os.listdir(groups_dir):
         check_resume_flag(os.path.join(groups_dir, g), False)
-    results = sweep_lib.run_offline_sweep(_CONFIG.value, points, _WORKDIR.value,
+    results = sweep_lib.run_sweep(_CONFIG.value, points, _WORKDIR.value,
                                           where=config_arg, spec=_SWEEP.value,
                                           sweep_devices=_SWEEP_DEVICES.value)
   except ValueError as e:

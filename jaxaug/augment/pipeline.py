@@ -58,6 +58,12 @@ def _init_fn(config, data):
   return init
 
 
+def init_fn(config, data):
+  """`init(key) -> DiffusionState` of a run of `config` (the key: seed_keys' init key); used by
+  sweeps (jaxaug.train.sweep) to build each point's state as a single run does."""
+  return _init_fn(config, data)
+
+
 def train_generator(config, workdir: str | None, dataset: OfflineDataset | None = None
                     ) -> tuple[dtrain.DiffusionState, dict]:
   """Train (or resume training) the diffusion model; returns (state, last metrics)."""

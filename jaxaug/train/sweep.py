@@ -199,16 +199,28 @@ def _flat(config) -> dict:
   return dict(walk(d, ""))
 
 
-def is_leaf_field(key: str, value: Any) -> bool:
-  """Fields a point may vary inside one program: `seed` and float fields of `agent`."""
-  return key in _FREE_TOP_LEVEL or (key.startswith("agent.") and isinstance(value, float))
+def is_generator_config(config) -> bool:
+  """A diffusion-generator config (configs/gta.py, configs/synther.py): `method` + `diffusion`."""
+  return "method" in config and "diffusion" in config and "agent_name" not in config
 
 
-def structure_key(config: ml_collections.ConfigDict) -> str:
+def leaf_prefix(config) -> str:
+  """Where the learner's float hyperparameters live: `agent.` (agents), `diffusion.`
+  (generators: jaxaug.diffusion.train follows the agent convention)."""
+  return "diffusion." if is_generator_config(config) else "agent."
+
+
+def is_leaf_field(key: str, value: Any, prefix: str = "agent.") -> bool:
+  """Fields a point may vary inside one program: `seed` and float fields under `prefix`."""
+  return key in _FREE_TOP_LEVEL or (key.startswith(prefix) and isinstance(value, float))
+
+
+def structure_key(config: ml_collections.ConfigDict, prefix: str | None = None) -> str:
   """The config with the fields a sweep program may vary blanked out: equal keys, one program."""
+  prefix = leaf_prefix(config) if prefix is None else prefix
   flat = _flat(config)
-  return json.dumps({k: ("<leaf>" if is_leaf_field(k, v) else v) for k, v in flat.items()},
-                    sort_keys=True)
+  return json.dumps({k: ("<leaf>" if is_leaf_field(k, v, prefix) else v)
+                     for k, v in flat.items()}, sort_keys=True)
 
 
 def group_points(configs: Sequence[ml_collections.ConfigDict]) -> list[list[int]]:
@@ -268,7 +280,9 @@ def _get(config, key: str):
 def varying_leaf_fields(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
   """The fields a group's points vary that were blanked by structure_key (seed excluded)."""
   flats = [_flat(c) for c in configs]
-  return sorted(k for k in flats[0] if k not in _FREE_TOP_LEVEL and is_leaf_field(k, flats[0][k])
+  prefix = leaf_prefix(configs[0])
+  return sorted(k for k in flats[0] if k not in _FREE_TOP_LEVEL
+                and is_leaf_field(k, flats[0][k], prefix)
                 and any(f.get(k) != flats[0][k] for f in flats[1:]))
 
 
@@ -294,6 +308,18 @@ def split_by_signature(signatures: Sequence[str]) -> list[list[int]]:
   for i, s in enumerate(signatures):
     groups.setdefault(s, []).append(i)
   return list(groups.values())
+
+
+def split_group(configs: Sequence[ml_collections.ConfigDict], states: Sequence[Any],
+                init_with) -> list[list[int]]:
+  """The programs one structure group needs: its points' initial `states` must have one
+  signature (state_signature: shapes, static hyperparameters, static tree data) and every
+  varying float that changes no state array (constant_fields: a Python constant, e.g. the
+  diffusion optimiser's b1 / b2 / grad_clip / weight_decay) must have one value."""
+  constant = constant_fields(configs, init_with)
+  signatures = [state_signature(s) + json.dumps([_get(c, f) for f in constant])
+                for s, c in zip(states, configs)]
+  return split_by_signature(signatures)
 
 
 def choose_sweep_devices(num_points: int, num_devices: int, requested: int = 0) -> int:
@@ -347,13 +373,15 @@ def _check_manifest(path: str, manifest: dict) -> None:
                      "and --sweep or choose another --workdir")
 
 
-def run_offline_sweep(config: ml_collections.ConfigDict, points: Sequence[Point], workdir: str,
-                      *, where: str = "", spec: str = "", sweep_devices: int = 0) -> list[dict]:
-  """Train every point of the sweep (offline agents); returns per-point summaries (each with
-  'state', that point's final state on the host). Writes WORKDIR/sweep.json, per point
-  WORKDIR/points/<name>/ (config.json, normalization.json, metrics.jsonl, summary.json, as a
-  single train_offline run) and per program WORKDIR/groups/<g>/checkpoints (the stacked states
-  and loop keys: the sweep checkpoints, and resumes, as one unit)."""
+def run_sweep(config: ml_collections.ConfigDict, points: Sequence[Point], workdir: str,
+              *, where: str = "", spec: str = "", sweep_devices: int = 0) -> list[dict]:
+  """Train every point of the sweep; returns per-point summaries (each with 'state', that
+  point's final state on the host). Offline agents (train_offline's configs) and diffusion
+  generators (configs/gta.py, configs/synther.py: train_diffusion's configs). Writes
+  WORKDIR/sweep.json, per point WORKDIR/points/<name>/ (config.json, metrics.jsonl,
+  summary.json, as a single run writes them; agents also normalization.json, generators a
+  final checkpoint experiments/augment.py reads) and per program WORKDIR/groups/<g>/checkpoints
+  (the stacked states and loop keys: the sweep checkpoints, and resumes, as one unit)."""
   from jaxaug.train import config_io  # pylint: disable=g-import-not-at-top
 
   mesh_lib.maybe_initialize_distributed(config.get("distributed", False))
@@ -366,13 +394,14 @@ def run_offline_sweep(config: ml_collections.ConfigDict, points: Sequence[Point]
     if int(c.num_seeds) != 1:
       raise ValueError(f"config.num_seeds={c.num_seeds}: a sweep replaces the seed axis; set "
                        "num_seeds=1 and sweep over seed (seed=range(n))")
-    if c.augment.get("source", ""):
+    if "augment" in c and c.augment.get("source", ""):
       raise ValueError("config.augment.source (composed augmentation) is not supported in "
                        "sweeps; use augment.path (staged generated data) or separate runs")
   names = [point_name(i, p) for i, p in enumerate(points)]
   groups = group_points(configs)
   manifest = {
-      "config": where, "spec": spec, "agent": config.agent_name,
+      "config": where, "spec": spec,
+      "agent": config.get("agent_name") or f"generator:{config.get('method')}",
       "points": [{"index": i, "name": names[i], "overrides": _json_value(points[i]),
                   "group": next(g for g, idx in enumerate(groups) if i in idx)}
                  for i in range(len(points))],
@@ -389,12 +418,16 @@ def run_offline_sweep(config: ml_collections.ConfigDict, points: Sequence[Point]
     for c, d in zip(configs, pdirs):
       config_io.check_workdir_config(c, d)
   results: list = [None] * len(points)
+  run_group = _run_generator_group if is_generator_config(config) else _run_group
   for g, idx in enumerate(groups):
-    for i, res in zip(idx, _run_group([configs[i] for i in idx], [pdirs[i] for i in idx],
+    for i, res in zip(idx, run_group([configs[i] for i in idx], [pdirs[i] for i in idx],
                                       os.path.join(workdir, "groups", str(g)), is_main,
                                       sweep_devices)):
       results[i] = res
   return results
+
+
+run_offline_sweep = run_sweep  # the name before generator sweeps
 
 
 def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
@@ -441,13 +474,11 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
       states[i] = jax.tree.map(lambda x, r=r: x[r], stacked)
   # A float that changes no array of the state (a Python constant, e.g. inside an optimiser)
   # cannot vary inside one program: its values split the group like structure does.
-  constant = constant_fields(
-      configs, lambda c: jax.device_get(jax.jit(lambda k, a=c.agent: agent.init(k, spec, a))(
-          keys[0][0])))
-  signatures = [state_signature(s) + json.dumps([_get(c, f) for f in constant])
-                for s, c in zip(states, configs)]
+  subs = split_group(
+      configs, states, lambda c: jax.device_get(jax.jit(lambda k, a=c.agent: agent.init(
+          k, spec, a))(keys[0][0])))
   results: list = [None] * len(configs)
-  for sub in split_by_signature(signatures):
+  for sub in subs:
     n_dev = len(jax.devices())
     n_sweep = choose_sweep_devices(len(sub), n_dev, sweep_devices)
     mesh = mesh_lib.make_sweep_mesh(n_sweep)
@@ -486,4 +517,100 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
       if is_main:
         atomic_write_text(previous, json.dumps(summary, indent=2))
       results[i] = dict(summary, state=jax.tree.map(lambda x, r=r: x[r], host))
+  return results
+
+
+def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
+  """One structure group of a generator sweep (GTA / SynthER): as train_generator per point."""
+  # pylint: disable=g-import-not-at-top
+  from jaxaug.augment import pipeline, synther
+  from jaxaug.diffusion import train as dtrain
+  from jaxaug.nets.denoisers import count_params
+  from jaxaug.train import config_io
+  from jaxaug.train.checkpoint import Checkpointer
+  from jaxaug.train.logging import MetricLogger
+  from jaxaug.train.loop import LoopConfig, SweepAxis, run_training, seed_keys
+  from jaxaug.utils import atomic_write_text
+
+  c0 = configs[0]
+  dataset, data = pipeline.prepare_data(c0)
+  if c0.method == "synther":
+    # train_generator's batch rule (the dataset, hence the batch, is one per group).
+    batch = synther.training_batch_size(c0, len(dataset))
+    if batch != c0.batch_size:
+      configs = [copy.deepcopy(c) for c in configs]
+      for c in configs:
+        with c.unlocked():
+          c.batch_size = batch
+      c0 = configs[0]
+  mod = pipeline.method_module(c0)
+  n_params = count_params(jax.eval_shape(pipeline.init_fn(c0, data), jax.random.key(0)).params)
+  meta = {"method": c0.method, "num_params": n_params, "dataset": c0.dataset,
+          "dataset_size": len(dataset)}
+  if is_main:
+    for c, d in zip(configs, pdirs):
+      config_io.save_config(c, d)
+
+  keys = [seed_keys(int(c.seed), 1) for c in configs]
+  states: list = [None] * len(configs)
+  buckets: dict[str, list[int]] = {}
+  for i, c in enumerate(configs):
+    buckets.setdefault(c.diffusion.to_json_best_effort(sort_keys=True), []).append(i)
+  for members in buckets.values():
+    init_one = pipeline.init_fn(configs[members[0]], data)
+    stacked = jax.device_get(jax.jit(lambda ks, f=init_one: jax.lax.map(f, ks))(
+        jnp.stack([keys[i][0] for i in members])))
+    for r, i in enumerate(members):
+      states[i] = jax.tree.map(lambda x, r=r: x[r], stacked)
+  subs = split_group(configs, states, lambda c: jax.device_get(
+      jax.jit(pipeline.init_fn(c, data))(keys[0][0])))
+  results: list = [None] * len(configs)
+  for sub in subs:
+    n_sweep = choose_sweep_devices(len(sub), len(jax.devices()), sweep_devices)
+    mesh = mesh_lib.make_sweep_mesh(n_sweep)
+    order = pad_indices(len(sub), n_sweep)
+    stacked_state = stack_states([states[sub[j]] for j in order])
+    stacked_rng = jnp.stack([keys[sub[j]][1] for j in order])
+    sub_configs = [configs[i] for i in sub]
+    sub_dirs = [pdirs[i] for i in sub]
+    num_steps = int(c0.num_steps)
+    make_logger = lambda step, sub_dirs=sub_dirs: SweepLogger([
+        MetricLogger(d, num_steps, is_main=is_main, resume_step=step) for d in sub_dirs])
+    sub_gdir = gdir if len(sub) == len(configs) else f"{gdir}_{sub[0]}"
+    state, last = run_training(
+        cfg=LoopConfig.from_config(c0), workdir=sub_gdir, init_fn=None,
+        update_fn=dtrain.update, sample_fn=mod.sample_batch, data=data, meta=meta, mesh=mesh,
+        is_main=is_main,
+        sweep=SweepAxis(init=lambda s=stacked_state, r=stacked_rng: (s, r), size=len(order),
+                        make_logger=make_logger))
+    host = mesh_lib.gather_to_host(state, mesh)
+    # The loop keys at the end (for the per-point checkpoints a single run would leave).
+    ckpt = Checkpointer(os.path.join(sub_gdir, "checkpoints"), max_to_keep=None)
+    final_step = ckpt.latest_step()
+    _, rng_t = mesh_lib.shard_sweep((stacked_state, stacked_rng), mesh)
+    rngs = jax.device_get(mesh_lib.gather_to_host(
+        ckpt.restore(final_step, {"state": state, "rng": rng_t})["rng"], mesh))
+    ckpt.close()
+    for r, (i, c, d) in enumerate(zip(sub, sub_configs, sub_dirs)):
+      point_state = jax.tree.map(lambda x, r=r: x[r], host)
+      summary = {"method": c.method, "dataset": c.dataset, "num_params": n_params,
+                 "num_steps": c.num_steps,
+                 **{k: np.asarray(v)[r].tolist() for k, v in last.items()}}
+      previous = os.path.join(d, "summary.json")
+      if not last and os.path.exists(previous):
+        with open(previous) as f:  # re-run of a finished sweep: keep its final metrics
+          summary = {**json.load(f), **summary}
+      if is_main:
+        atomic_write_text(previous, json.dumps(summary, indent=2))
+      # The point's final checkpoint as train_diffusion leaves it (state and loop key at the last
+      # step), so experiments/augment.py --workdir=<point dir> generates from it. Single process
+      # only (orbax saves host arrays from one writer).
+      if jax.process_count() == 1:
+        pckpt = Checkpointer(os.path.join(d, "checkpoints"), max_to_keep=None)
+        if final_step not in pckpt.all_steps():
+          pckpt.save(final_step, {"state": point_state, "rng": rngs[r]}, dict(
+              meta, step=final_step, last={n: (str(np.asarray(v).dtype), np.asarray(v)[r].tolist())
+                                           for n, v in last.items()}))
+        pckpt.close()
+      results[i] = dict(summary, state=point_state)
   return results
