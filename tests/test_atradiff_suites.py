@@ -195,3 +195,16 @@ def test_metaworld_preset_runs_shrunken(tmp_path):
   summary = online.train_online(small, str(tmp_path / "work"))
   assert summary["steps"] == small.num_env_steps and summary["env_id"] == "Meta-World/push-v3-sparse"
   assert np.isfinite(summary["last_eval"]["eval/normalized_score"])
+
+
+def test_every_atradiff_metaworld_task_has_a_scripted_expert():
+  """The builder's default collection policy exists for every task a preset names (metaworld's
+  class names do not always follow the task name: peg-insert-side)."""
+  _need("metaworld")
+  from jaxaug.configs_io import load_config_module
+  from jaxaug.data import builder
+  for task in load_config_module("atradiff").METAWORLD_TASKS:
+    policy = builder.metaworld_scripted_policy(f"Meta-World/{task}-v3-sparse", 0.0, 0)
+    assert callable(policy), task
+  with pytest.raises(ValueError, match="no scripted policy"):
+    builder.metaworld_scripted_policy("Meta-World/not-a-task-v3", 0.0, 0)

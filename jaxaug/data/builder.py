@@ -497,12 +497,17 @@ def maze2d_waypoint_policy(env_id: str, noise: float, seed: int):
   return policy
 
 
+# Tasks whose scripted expert does not follow metaworld's usual class-name pattern.
+_METAWORLD_POLICY_NAMES = {"peg-insert-side": "SawyerPegInsertionSideV3Policy"}
+
+
 def metaworld_scripted_policy(env_id: str, noise: float, seed: int):
   """Meta-World's own scripted expert for the task (metaworld.policies), plus Gaussian noise."""
   import metaworld.policies as mw_policies
   from jaxaug.envs.suites.specs import metaworld_task
   task = metaworld_task(env_id)
-  name = "Sawyer" + "".join(p.capitalize() for p in task.split("-")) + "V3Policy"
+  name = _METAWORLD_POLICY_NAMES.get(
+      task, "Sawyer" + "".join(p.capitalize() for p in task.split("-")) + "V3Policy")
   if not hasattr(mw_policies, name):
     raise ValueError(f"--suite_policy=scripted: metaworld has no scripted policy {name} for "
                      f"{task!r}; use --suite_policy=random")
