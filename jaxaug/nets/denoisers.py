@@ -123,9 +123,9 @@ class MixerUnet(nn.Module):
   cond_dim: int = 1
   fourier_dim: int = 16
   attention: bool = True  # the tiny CPU preset drops the linear attention (slow on XLA:CPU)
-  # "matmul" (default): convolutions as slices + matmuls and a reassociated linear attention
-  # (fast on XLA:CPU, docs/performance.md); "conv": flax nn.Conv / nn.ConvTranspose and the
-  # attention as written. Same parameter tree, initial values and outputs (to float rounding;
+  # "matmul" (default): convolutions as slices + matmuls, a reassociated linear attention and
+  # MixerBlocks in one layout with torch's erf GELU (fast on XLA:CPU, docs/performance.md);
+  # "conv": flax nn.Conv / nn.ConvTranspose, MixerBlock and the attention as written. Same parameter tree, initial values and outputs (to float rounding;
   # tests/test_perf_parity.py).
   impl: str = "matmul"
 
@@ -192,6 +192,8 @@ class MixerUnet(nn.Module):
 #   ~1 GFLOP/s);
 # * the linear attention's products are reassociated (`_AttentionResidualFactored`), so only
 #   the keys are materialised per position.
+# * the MixerBlocks keep one (B, H, D*C) layout (`_MixerBlockFused`): no transposes around the
+#   temporal MLP, which runs as batched matmuls over H.
 # Parameters are declared under the names, shapes, creation order and initialisers of the flax
 # layers they replace, so `impl="conv"` and `impl="matmul"` share checkpoints and initial values.
 
