@@ -405,3 +405,86 @@ def test_points_and_batches_both_sharded_equal_one_device(sweep_run, tmp_path):
     for x, y in zip(ra, rb):
       for k in x:
         np.testing.assert_allclose(x[k], y[k], rtol=2e-5, atol=1e-5, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- generators
+# A few updates of the tiny presets: 2 dispatches of 2 updates, metrics and a checkpoint at both.
+GEN_SHORT = dict(num_steps=4, updates_per_dispatch=2, log_every=2, checkpoint_every=2,
+                 batch_size=16)
+
+
+def _gen_config(module, **over):
+  c = module.get_config("tiny")
+  c.update(dict(GEN_SHORT, **over))
+  return c
+
+
+def test_generator_float_leaves_share_a_program_optimizer_constants_split():
+  """diffusion.* floats group by config; initialising then keeps the leaves (learning rate,
+  p_mean) together and splits the optimiser's Python constants (b1, grad_clip, weight_decay)
+  and the static sigma_data by value (SynthER's learner: the same as GTA's)."""
+  from configs import synther as synther_config  # pylint: disable=g-import-not-at-top
+  from jaxaug.augment import pipeline  # pylint: disable=g-import-not-at-top
+  from jaxaug.train.loop import seed_keys  # pylint: disable=g-import-not-at-top
+  base = _gen_config(synther_config)
+  assert sweep_lib.is_generator_config(base) and sweep_lib.leaf_prefix(base) == "diffusion."
+  points = [{}, {"diffusion.learning_rate": 1e-3, "seed": 1}, {"diffusion.p_mean": -1.0},
+            {"diffusion.b1": 0.8}, {"diffusion.grad_clip": 0.5},
+            {"diffusion.weight_decay": 1e-4}, {"diffusion.sigma_data": 0.5},
+            {"diffusion.net_kwargs.width": 32}]
+  configs = [sweep_lib.apply_overrides(base, p) for p in points]
+  groups = sweep_lib.group_points(configs)
+  assert groups == [list(range(7)), [7]]  # only the network size leaves by config
+  _, data = pipeline.prepare_data(base)
+  init = lambda c, k: jax.device_get(jax.jit(pipeline.init_fn(c, data))(k))
+  states = [init(configs[i], seed_keys(int(configs[i].seed), 1)[0]) for i in groups[0]]
+  init0 = lambda c: init(c, seed_keys(0, 1)[0])
+  group = [configs[i] for i in groups[0]]
+  assert sorted(sweep_lib.constant_fields(group, init0)) == [
+      "diffusion.b1", "diffusion.grad_clip", "diffusion.sigma_data", "diffusion.weight_decay"]
+  assert sorted(sweep_lib.split_group(group, states, init0)) == [[0, 1, 2], [3], [4], [5], [6]]
+  # sigma_data alone is caught by the state signature (a static field of `hp`) as well.
+  assert sweep_lib.state_signature(states[6]) != sweep_lib.state_signature(states[0])
+
+
+def test_generator_points_equal_separate_runs(tmp_path):
+  """A SynthER sweep (2 learning rates x 2 seeds in one program, plus a b1 point that needs its
+  own program) equals separate train_generator runs: metrics at both log steps, summary, every
+  array of the final state and the per-point checkpoint."""
+  from configs import synther as synther_config  # pylint: disable=g-import-not-at-top
+  from jaxaug.augment import pipeline  # pylint: disable=g-import-not-at-top
+  base = _gen_config(synther_config)
+  points = [{"diffusion.learning_rate": lr, "seed": s} for lr in (3e-4, 1e-3) for s in (0, 1)]
+  points.append({"diffusion.learning_rate": 1e-3, "diffusion.b1": 0.5, "seed": 0})
+  results = sweep_lib.run_sweep(base, points, str(tmp_path / "sweep"))
+  with open(tmp_path / "sweep" / "sweep.json") as f:
+    manifest = json.load(f)
+  assert [g["points"] for g in manifest["groups"]] == [[0, 1, 2, 3, 4]]
+  # One structure group, two programs (groups/<g>_<first point> when a group splits).
+  assert os.path.isdir(tmp_path / "sweep" / "groups" / "0_0" / "checkpoints")
+  assert os.path.isdir(tmp_path / "sweep" / "groups" / "0_4" / "checkpoints")  # b1's program
+  for i, p in enumerate(points):
+    single = str(tmp_path / f"single{i}")
+    state, last = pipeline.train_generator(sweep_lib.apply_overrides(base, p), single)
+    pdir = str(tmp_path / "sweep" / "points" / sweep_lib.point_name(i, p))
+    a, b = _rows(single), _rows(pdir)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4]
+    for ra, rb in zip(a, b):
+      for k in ("train/loss", "train/grad_norm"):
+        np.testing.assert_allclose(rb[k], ra[k], rtol=2e-5, err_msg=f"point {i} {k}")
+    with open(os.path.join(pdir, "summary.json")) as f:
+      np.testing.assert_allclose(json.load(f)["train/loss"], float(last["train/loss"]),
+                                 rtol=2e-5)
+    with open(os.path.join(single, "config.json")) as f1, open(
+        os.path.join(pdir, "config.json")) as f2:
+      assert json.load(f1) == json.load(f2)
+    for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(results[i]["state"])):
+      np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=2e-5, atol=1e-6)
+    step_a, arrays_a = _final_arrays(os.path.join(single, "checkpoints"))
+    step_b, arrays_b = _final_arrays(os.path.join(pdir, "checkpoints"))
+    assert step_a == step_b == 4 and len(arrays_a) == len(arrays_b)
+    for x, y in zip(arrays_a, arrays_b):
+      np.testing.assert_allclose(y, x, rtol=2e-5, atol=1e-6)
+  # The two learning rates really trained differently (the leaf is not ignored).
+  assert not np.allclose(jax.tree.leaves(results[0]["state"].params)[0],
+                         jax.tree.leaves(results[2]["state"].params)[0])
