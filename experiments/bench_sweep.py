@@ -1,7 +1,13 @@
-r"""A TD3+BC sweep as one sharded program vs the same points as sequential single runs.
+r"""A sweep as one sharded program vs the same points as sequential single runs.
 
   python experiments/bench_sweep.py --devices=4 --alphas=1,2.5,5,10 --seeds=4 \
       --num_steps=200 --out=bench_sweep.json
+  python experiments/bench_sweep.py --bench=gta --devices=4 --lrs=3e-4,1e-3 --seeds=2 \
+      --num_steps=20 --updates_per_dispatch=10 --out=bench_sweep_gta.json
+
+`--bench=td3bc` (default): a TD3+BC sweep over agent.alpha x seed (train_offline per point when
+sequential). `--bench=gta`: a GTA generator sweep over diffusion.learning_rate x seed
+(configs/gta.py:tiny, batch `--gen_batch_size`; train_generator per point when sequential).
 
 Each variant runs in its own subprocess with `--devices` fake CPU devices
 (XLA_FLAGS=--xla_force_host_platform_device_count), in the same invocation:
@@ -9,7 +15,7 @@ Each variant runs in its own subprocess with `--devices` fake CPU devices
               sharded over the devices (one program compiled);
   sequential  train_offline once per point, one after another (each a data-parallel run on the
               same devices, compiling its own program, as separate jobs would).
-Both: configs/td3bc.py:tiny, no evaluation, one checkpoint at the end. Reported: wall time
+Both: the tiny preset, no evaluation, one checkpoint at the end. Reported: wall time
 (data loading, compilation, training, checkpoints: what a user waits for) and updates/s per
 point (num_steps / wall for the sweep, whose points advance together; num_steps / that run's
 wall for each sequential run) plus the aggregate updates/s. On a shared CPU only the ratio of
@@ -31,6 +37,9 @@ _ALPHAS = flags.DEFINE_list("alphas", ["1", "2.5", "5", "10"], "TD3+BC alpha val
 _SEEDS = flags.DEFINE_integer("seeds", 4, "seeds per alpha")
 _STEPS = flags.DEFINE_integer("num_steps", 200, "updates per point")
 _K = flags.DEFINE_integer("updates_per_dispatch", 100, "updates per dispatch")
+_BENCH = flags.DEFINE_enum("bench", "td3bc", ["td3bc", "gta"], "which sweep")
+_LRS = flags.DEFINE_list("lrs", ["3e-4", "1e-3"], "gta: diffusion learning rates")
+_GEN_BATCH = flags.DEFINE_integer("gen_batch_size", 64, "gta: batch size")
 _OUT = flags.DEFINE_string("out", "bench_sweep.json", "JSON output")
 _VARIANT = flags.DEFINE_string("variant", "", "internal: run one variant in this process")
 _WORKDIR = flags.DEFINE_string("variant_workdir", "", "internal")
@@ -38,6 +47,12 @@ _WORKDIR = flags.DEFINE_string("variant_workdir", "", "internal")
 
 def _config():
   sys.path.insert(0, ROOT)
+  if _BENCH.value == "gta":
+    from configs import gta as gta_config  # pylint: disable=g-import-not-at-top
+    c = gta_config.get_config("tiny")
+    c.update(dict(num_steps=_STEPS.value, updates_per_dispatch=_K.value, log_every=_STEPS.value,
+                  checkpoint_every=0, batch_size=_GEN_BATCH.value))
+    return c
   from configs import td3bc as td3bc_config  # pylint: disable=g-import-not-at-top
   c = td3bc_config.get_config("tiny")
   c.update(dict(num_steps=_STEPS.value, updates_per_dispatch=_K.value, log_every=_STEPS.value,
@@ -46,6 +61,8 @@ def _config():
 
 
 def _spec() -> str:
+  if _BENCH.value == "gta":
+    return f"diffusion.learning_rate=[{','.join(_LRS.value)}] seed=range({_SEEDS.value})"
   return f"agent.alpha=[{','.join(_ALPHAS.value)}] seed=range({_SEEDS.value})"
 
 
@@ -57,19 +74,25 @@ def run_variant(name: str, workdir: str) -> dict:
   points = sweep_lib.parse_spec(_spec())
   n = _STEPS.value
   t0 = time.perf_counter()
+  where = f"configs/{_BENCH.value}.py:tiny"
+  if _BENCH.value == "gta":
+    from jaxaug.augment import pipeline  # pylint: disable=g-import-not-at-top
+    single = pipeline.train_generator
+  else:
+    single = train_offline
   if name == "sweep":
-    sweep_lib.run_offline_sweep(config, points, workdir, where="configs/td3bc.py:tiny",
-                                spec=_spec())
+    sweep_lib.run_sweep(config, points, workdir, where=where, spec=_spec())
     wall = time.perf_counter() - t0
     per_point = [n / wall] * len(points)
   else:
     per_point = []
     for i, p in enumerate(points):
       t = time.perf_counter()
-      train_offline(sweep_lib.apply_overrides(config, p), os.path.join(workdir, str(i)))
+      single(sweep_lib.apply_overrides(config, p), os.path.join(workdir, str(i)))
       per_point.append(n / (time.perf_counter() - t))
     wall = time.perf_counter() - t0
-  return {"variant": name, "devices": len(jax.devices()), "points": len(points),
+  return {"bench": _BENCH.value, "variant": name, "devices": len(jax.devices()),
+          "points": len(points),
           "num_steps": n, "wall_s": wall,
           "updates_per_s_per_point_mean": sum(per_point) / len(per_point),
           "updates_per_s_total": n * len(points) / wall}
@@ -90,7 +113,8 @@ def main(argv):
       argv = [sys.executable, os.path.abspath(__file__), f"--variant={name}",
               f"--variant_workdir={os.path.join(tmp, name)}", f"--num_steps={_STEPS.value}",
               f"--updates_per_dispatch={_K.value}", f"--alphas={','.join(_ALPHAS.value)}",
-              f"--seeds={_SEEDS.value}"]
+              f"--seeds={_SEEDS.value}", f"--bench={_BENCH.value}",
+              f"--lrs={','.join(_LRS.value)}", f"--gen_batch_size={_GEN_BATCH.value}"]
       load = os.getloadavg()[0]
       r = subprocess.run(argv, env=env, capture_output=True, text=True)
       if r.returncode:
