@@ -301,8 +301,8 @@ def gelu_erf(x: jax.Array) -> jax.Array:
 
 
 def _layer_norm(x, axis, scale, bias):
-  """LayerNorm over `axis` as nn.LayerNorm(epsilon=1e-5, use_fast_variance=False) computes it
-  (two-pass variance, torch's epsilon); `scale` and `bias` broadcast against x."""
+  """LayerNorm over `axis` as MixerBlock's flax LayerNorms compute it (epsilon 1e-5 as torch,
+  two-pass variance); `scale` and `bias` broadcast against x."""
   mean = jnp.mean(x, axis=axis, keepdims=True)
   y = x - mean
   var = jnp.mean(jnp.square(y), axis=axis, keepdims=True)
