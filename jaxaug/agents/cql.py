@@ -229,8 +229,8 @@ def critic_loss(critic_params, state: CQLState, batch: Transitions, key: jax.Arr
   diff = cql_penalty(q_pred, q_rand, q_cur, cur_log_pi, q_next, nxt_log_pi, hp.act_dim, hp)
 
   if hp.lagrange:
-    alpha_prime = jnp.clip(jnp.exp(jax.lax.stop_gradient(state.lagrange.params["log_alpha_prime"])), 0.0,
-                           1e6)
+    log_alpha_prime = jax.lax.stop_gradient(state.lagrange.params["log_alpha_prime"])
+    alpha_prime = jnp.clip(jnp.exp(log_alpha_prime), 0.0, 1e6)
     min_q_loss = alpha_prime * hp.cql_alpha * (diff - hp.target_action_gap)
   else:
     alpha_prime = jnp.zeros(())
