@@ -488,3 +488,70 @@ def test_generator_points_equal_separate_runs(tmp_path):
   # The two learning rates really trained differently (the leaf is not ignored).
   assert not np.allclose(jax.tree.leaves(results[0]["state"].params)[0],
                          jax.tree.leaves(results[2]["state"].params)[0])
+
+
+def test_dtql_two_phase_points_equal_separate_runs(tmp_path):
+  """DTQL's pre-training phase (BC + critic, then the policy phase: a lax.cond on each point's
+  own step) inside one sweep program: 2 trust-region weights x seeds equal train_offline runs."""
+  from configs import dtql as dtql_config  # pylint: disable=g-import-not-at-top
+  base = dtql_config.get_config("tiny")
+  base.update(dict(num_steps=4, updates_per_dispatch=2, log_every=2, eval_every=0,
+                   eval_episodes=0, checkpoint_every=0, batch_size=16))
+  base.agent.pretrain_steps = 2
+  points = [{"agent.trust_region_weight": 1.0, "seed": 0},
+            {"agent.trust_region_weight": 2.0, "seed": 1}]
+  results = sweep_lib.run_sweep(base, points, str(tmp_path / "sweep"))
+  with open(tmp_path / "sweep" / "sweep.json") as f:
+    assert [g["points"] for g in json.load(f)["groups"]] == [[0, 1]]
+  assert os.path.isdir(tmp_path / "sweep" / "groups" / "0" / "checkpoints")  # one program
+  for i, p in enumerate(points):
+    single = str(tmp_path / f"single{i}")
+    out = train_offline(sweep_lib.apply_overrides(base, p), single)
+    pdir = str(tmp_path / "sweep" / "points" / sweep_lib.point_name(i, p))
+    a, b = _rows(single), _rows(pdir)
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4]
+    for ra, rb in zip(a, b):
+      assert set(ra) == set(rb)
+      for k in ra:
+        if k.startswith("train/"):
+          np.testing.assert_allclose(rb[k], ra[k], rtol=2e-5, atol=1e-6,
+                                     err_msg=f"point {i} {k} step {ra['step']}")
+    la, lb = jax.tree.leaves(results[i]["state"]), jax.tree.leaves(out["state"])
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=1e-6)
+    assert float(results[i]["state"].hp.trust_region_weight) == p["agent.trust_region_weight"]
+
+
+def test_gta_points_equal_separate_runs(tmp_path):
+  """GTA (MixerUnet, condition dropout with a leaf probability): 2 points in one program, with
+  another learning rate, seed and cond_dropout each, equal separate train_generator runs."""
+  from configs import gta as gta_config  # pylint: disable=g-import-not-at-top
+  from jaxaug.augment import pipeline  # pylint: disable=g-import-not-at-top
+  base = _gen_config(gta_config)
+  points = [{"diffusion.learning_rate": 3e-4, "diffusion.cond_dropout": 0.25, "seed": 0},
+            {"diffusion.learning_rate": 1e-3, "diffusion.cond_dropout": 0.5, "seed": 1}]
+  results = sweep_lib.run_sweep(base, points, str(tmp_path / "sweep"))
+  assert os.path.isdir(tmp_path / "sweep" / "groups" / "0" / "checkpoints")  # one program
+  for i, p in enumerate(points):
+    single = str(tmp_path / f"single{i}")
+    state, _ = pipeline.train_generator(sweep_lib.apply_overrides(base, p), single)
+    pdir = str(tmp_path / "sweep" / "points" / sweep_lib.point_name(i, p))
+    for ra, rb in zip(_rows(single), _rows(pdir)):
+      assert ra["step"] == rb["step"]
+      np.testing.assert_allclose(rb["train/loss"], ra["train/loss"], rtol=2e-5)
+    # Every array to 2e-5 (as the TD3+BC test) except the bias of the last 3x3 conv: a GroupNorm with one
+    # channel per group follows it (MixerUnet's output block), so its gradient is zero in exact
+    # arithmetic and float noise, which Adam normalises into steps of about the learning rate
+    # (the vmapped program rounds differently). Its values stay within that noise bound.
+    lr, bad = p["diffusion.learning_rate"], []
+    for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(state)[0],
+                            jax.tree.leaves(results[i]["state"])):
+      name, x, y = jax.tree_util.keystr(path), np.asarray(x), np.asarray(y)
+      if "['Conv_1']['bias']" in name and "params" in name:
+        assert np.max(np.abs(y - x)) <= base.num_steps * lr, name
+        assert np.max(np.abs(x)) <= base.num_steps * lr, name  # noise-sized: never learned
+      elif not np.allclose(y, x, rtol=2e-5, atol=2e-5):
+        bad.append((name, float(np.max(np.abs(y - x)))))
+    assert not bad, bad
+    assert float(results[i]["state"].hp.cond_dropout) == p["diffusion.cond_dropout"]
