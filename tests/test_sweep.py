@@ -542,8 +542,8 @@ def test_gta_points_equal_separate_runs(tmp_path):
       np.testing.assert_allclose(rb["train/loss"], ra["train/loss"], rtol=2e-5)
     # Every array to 2e-5 (as the TD3+BC test) except the bias of the last 3x3 conv: a GroupNorm
     # with one channel per group follows it (MixerUnet's output block), so its gradient is zero
-    # in exact arithmetic and float noise, which Adam normalises into steps of about the learning rate
-    # (the vmapped program rounds differently). Its values stay within that noise bound.
+    # in exact arithmetic and float noise, which Adam normalises into steps of about the
+    # learning rate (the vmapped program rounds differently). Its values stay within that bound.
     lr, bad = p["diffusion.learning_rate"], []
     for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(state)[0],
                             jax.tree.leaves(results[i]["state"])):
