@@ -466,7 +466,7 @@ def test_lr_decay_and_eval_offset_follow_the_schedule():
   hp = dtql.common.hyper_from_config(c.agent, dtql.get_config(), SPEC, "dtql",
                                      static=dtql.STATIC)
   lr = c.agent.lr
-  sched = lambda t: float(dtql._schedule(lr, hp, hp.pretrain_steps)(t))
+  sched = lambda t: float(dtql._schedule(lr, hp.lr_decay_steps, hp.pretrain_steps)(t))
   assert np.isclose(sched(0), lr) and np.isclose(sched(1000), lr)
   assert sched(3000) == 0.0 and 0.4 * lr < sched(2000) < 0.6 * lr
   # The optimisers follow it, from a base learning rate that is a leaf of their state.

@@ -16,6 +16,7 @@ same fields). In `hp`:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Mapping
 
@@ -153,27 +154,60 @@ def hyper_from_config(config: Mapping[str, Any] | None, defaults: Mapping[str, A
 
 def adam(learning_rate: float, **kwargs: Any) -> optax.GradientTransformation:
   """Adam whose learning rate is a leaf of its state (`opt_state.hyperparams`), so that it can
-  differ along a sweep axis; numerically the same as `optax.adam(learning_rate)`."""
+  differ along a sweep axis; numerically the same as `optax.adam(learning_rate)`.
+
+  Calls with equal arguments return the same object: a TrainState's `tx` is static pytree data,
+  so two states initialised from one config then have equal tree structures and share compiled
+  programs (a fresh object per call would make every jitted function recompile per state).
+  """
+  try:
+    return _adam(learning_rate, tuple(sorted(kwargs.items())))
+  except TypeError:  # unhashable arguments (e.g. an array): an uncached optimiser
+    return _adam.__wrapped__(learning_rate, tuple(sorted(kwargs.items())))
+
+
+@functools.lru_cache(maxsize=None)
+def _adam(learning_rate, kwargs: tuple) -> optax.GradientTransformation:
   # Only the learning rate is injected: b1, b2 and eps stay Python constants, as in optax.adam.
   static = ("b1", "b2", "eps", "eps_root", "mu_dtype", "nesterov")
   return optax.inject_hyperparams(optax.adam, static_args=static)(learning_rate=learning_rate,
-                                                                   **kwargs)
+                                                                   **dict(kwargs))
 
 
-def scheduled_adam(learning_rate: float, schedule: Callable[[Any], optax.Schedule]
-                   ) -> optax.GradientTransformation:
-  """Adam following `schedule(lr)` (an optax schedule built from a base learning rate, e.g.
-  `lambda lr: optax.cosine_decay_schedule(lr, n)`), with the base rate a leaf of the state.
+_MODULES: dict = {}
+
+
+def apply_fn(module):
+  """`module.apply` of one shared instance per distinct module (flax modules compare by their
+  fields), for TrainState's static `apply_fn`: bound methods of two equal modules compare
+  unequal, which would give states from two inits of one config different tree structures."""
+  return _MODULES.setdefault(module, module).apply
+
+
+def scheduled_adam(learning_rate: float, schedule: Callable[..., optax.Schedule],
+                   *args: Any) -> optax.GradientTransformation:
+  """Adam following `schedule(lr, *args)` (an optax schedule built from a base learning rate,
+  e.g. `scheduled_adam(lr, optax.cosine_decay_schedule, n)`), with the base rate a leaf.
 
   `opt_state.hyperparams["learning_rate"]` (what `learning_rate` returns) is the base rate, not
   the decayed one; the schedule is rebuilt from it inside every update, so the values are those
-  of `optax.adam(schedule(learning_rate))` and a sweep can vary the base rate per point.
+  of `optax.adam(schedule(learning_rate, *args))` and a sweep can vary the base rate per point.
+  Pass a module-level function and hashable `args`: equal calls then return one object (see
+  `adam`).
   """
-  def factory(learning_rate, schedule):
-    return optax.adam(schedule(learning_rate))
+  try:
+    return _scheduled_adam(learning_rate, schedule, args)
+  except TypeError:
+    return _scheduled_adam.__wrapped__(learning_rate, schedule, args)
 
-  return optax.inject_hyperparams(factory, static_args=("schedule",))(
-      learning_rate=learning_rate, schedule=schedule)
+
+@functools.lru_cache(maxsize=None)
+def _scheduled_adam(learning_rate, schedule, args: tuple) -> optax.GradientTransformation:
+  def factory(learning_rate, schedule, args):
+    return optax.adam(schedule(learning_rate, *args))
+
+  return optax.inject_hyperparams(factory, static_args=("schedule", "args"))(
+      learning_rate=learning_rate, schedule=schedule, args=args)
 
 
 def learning_rate(train_state) -> jax.Array:

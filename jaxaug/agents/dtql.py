@@ -254,9 +254,9 @@ def sigma_fn(hp: common.Hyper) -> edm.SigmaFn:
                            scale=hp.sigma_scale, sigma_min=hp.sigma_min, sigma_max=hp.sigma_max)
 
 
-def _schedule(lr, hp: common.Hyper, offset: int) -> optax.Schedule:
-  """Constant for the first `offset` optimiser steps, then cosine to 0 over lr_decay_steps."""
-  cos = optax.cosine_decay_schedule(lr, hp.lr_decay_steps)
+def _schedule(lr, decay_steps: int, offset: int) -> optax.Schedule:
+  """Constant for the first `offset` optimiser steps, then cosine to 0 over decay_steps."""
+  cos = optax.cosine_decay_schedule(lr, decay_steps)
   if offset <= 0:
     return cos
   return optax.join_schedules([optax.constant_schedule(lr), cos], [offset])
@@ -266,7 +266,7 @@ def _tx(lr: float, hp: common.Hyper, offset: int) -> optax.GradientTransformatio
   """Adam with the base learning rate a leaf of its state, decayed when `lr_decay`."""
   if not hp.lr_decay:
     return common.adam(lr)
-  return common.scheduled_adam(lr, lambda peak: _schedule(peak, hp, offset))
+  return common.scheduled_adam(lr, _schedule, int(hp.lr_decay_steps), int(offset))
 
 
 # The BC and critic optimisers also step during pre-training; the policy optimiser does not
@@ -345,8 +345,8 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None
     policy_params = policy_def.init(k_pi, obs)
   critic_params = {"q": q_net(hp).init(k_q, obs, act), "v": v_net(hp).init(k_v, obs)}
   return DTQLState(
-      bc=TrainState.create(apply_fn=bc_def.apply, params=bc_params, tx=bc_tx(values.lr, hp)),
-      policy=TrainState.create(apply_fn=policy_def.apply, params=policy_params,
+      bc=TrainState.create(apply_fn=common.apply_fn(bc_def), params=bc_params, tx=bc_tx(values.lr, hp)),
+      policy=TrainState.create(apply_fn=common.apply_fn(policy_def), params=policy_params,
                                tx=policy_tx(values.lr, hp)),
       critic=TrainState.create(apply_fn=None, params=critic_params,
                                tx=critic_tx(values.critic_lr, hp)),

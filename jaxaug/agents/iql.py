@@ -91,7 +91,7 @@ def actor_tx(config: ml_collections.ConfigDict, hp: common.Hyper) -> optax.Gradi
   lr = config.get("actor_lr", get_config().actor_lr)
   if hp.actor_lr_schedule == "cosine":
     steps = hp.actor_lr_decay_steps
-    return common.scheduled_adam(lr, lambda peak: optax.cosine_decay_schedule(peak, steps))
+    return common.scheduled_adam(lr, optax.cosine_decay_schedule, steps)
   return common.adam(lr)
 
 
@@ -109,12 +109,12 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
   actor_def, critic_def, value_def = actor_net(hp), critic_net(hp), value_net(hp)
   lr = lambda name: config.get(name, get_config()[name])
-  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
+  actor = TrainState.create(apply_fn=common.apply_fn(actor_def), params=actor_def.init(k_actor, obs),
                             tx=actor_tx(config, hp))
-  critic = TrainState.create(apply_fn=critic_def.apply,
+  critic = TrainState.create(apply_fn=common.apply_fn(critic_def),
                              params=critic_def.init(k_critic, obs, act),
                              tx=common.adam(lr("critic_lr")))
-  value = TrainState.create(apply_fn=value_def.apply, params=value_def.init(k_value, obs),
+  value = TrainState.create(apply_fn=common.apply_fn(value_def), params=value_def.init(k_value, obs),
                             tx=common.adam(lr("value_lr")))
   return IQLState(actor=actor, critic=critic, value=value,
                   target_critic_params=common.copy_tree(critic.params), hp=hp)

@@ -122,12 +122,12 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None
   obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
   actor_def, critic_def, vae_def = actor_net(hp), critic_net(hp), vae_net(hp)
-  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
+  actor = TrainState.create(apply_fn=common.apply_fn(actor_def), params=actor_def.init(k_actor, obs),
                             tx=common.adam(lr("actor_lr")))
-  critic = TrainState.create(apply_fn=critic_def.apply,
+  critic = TrainState.create(apply_fn=common.apply_fn(critic_def),
                              params=critic_def.init(k_critic, obs, act),
                              tx=common.adam(lr("critic_lr")))
-  vae = TrainState.create(apply_fn=vae_def.apply, params=vae_def.init(k_vae, obs, act, k_noise),
+  vae = TrainState.create(apply_fn=common.apply_fn(vae_def), params=vae_def.init(k_vae, obs, act, k_noise),
                           tx=common.adam(lr("vae_lr")))
   temperature = TrainState.create(apply_fn=None,
                                   params={"log_alpha": jnp.zeros((), jnp.float32)},

@@ -197,17 +197,17 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None
     k_xa, k_xc = jax.random.split(k_xavier)
     actor_params = xavier_uniform_kernels(actor_params, k_xa)
     critic_params = xavier_uniform_kernels(critic_params, k_xc)
-  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_params,
+  actor = TrainState.create(apply_fn=common.apply_fn(actor_def), params=actor_params,
                             tx=common.adam(lr("actor_lr")))
-  critic = TrainState.create(apply_fn=critic_def.apply, params=critic_params,
+  critic = TrainState.create(apply_fn=common.apply_fn(critic_def), params=critic_params,
                              tx=common.adam(lr("critic_lr")))
   # log(alpha) from the leaf hp.init_temperature, so that it may differ along a sweep axis.
   temp_params = {"params": {"log_temp": jnp.log(hp.init_temperature)}}
-  temperature = TrainState.create(apply_fn=Temperature().apply, params=temp_params,
+  temperature = TrainState.create(apply_fn=common.apply_fn(Temperature()), params=temp_params,
                                   tx=common.adam(lr("temperature_lr")))
   subset_apply_fn = None
   if hp.num_min_critics < hp.num_critics:
-    subset_apply_fn = critic_net(hp, hp.num_min_critics).apply
+    subset_apply_fn = common.apply_fn(critic_net(hp, hp.num_min_critics))
   # A separate copy of the target: the online loop donates the state, and one buffer cannot be
   # donated twice.
   return SACState(actor=actor, critic=critic,

@@ -69,9 +69,9 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None
   obs = jnp.zeros((1, hp.obs_dim), jnp.float32)
   act = jnp.zeros((1, hp.act_dim), jnp.float32)
   actor_def, critic_def = actor_net(hp), critic_net(hp)
-  actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(k_actor, obs),
+  actor = TrainState.create(apply_fn=common.apply_fn(actor_def), params=actor_def.init(k_actor, obs),
                             tx=common.adam(config.get("actor_lr", get_config().actor_lr)))
-  critic = TrainState.create(apply_fn=critic_def.apply,
+  critic = TrainState.create(apply_fn=common.apply_fn(critic_def),
                              params=critic_def.init(k_critic, obs, act),
                              tx=common.adam(config.get("critic_lr", get_config().critic_lr)))
   zero = jnp.zeros((), jnp.float32)
