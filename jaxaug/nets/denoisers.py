@@ -28,9 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-
-def mish(x: jax.Array) -> jax.Array:
-  return x * jnp.tanh(jax.nn.softplus(x))
+from jaxaug.nets.mlp import mish  # one Mish for every network (re-exported here)
 
 
 class RandomFourierFeatures(nn.Module):
