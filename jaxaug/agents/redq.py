@@ -27,15 +27,9 @@ import ml_collections
 from jaxaug.agents import sac
 from jaxaug.types import EnvSpec
 
-# The agent protocol: the state type, updates and acting are SAC's.
-SACState = sac.SACState
-update = sac.update
-update_utd = sac.update_utd
-act = sac.act
-act_jit = sac.act_jit
-update_jit = sac.update_jit
-policy_params = sac.policy_params
-td_error = sac.td_error
+# The agent protocol: the state type, updates, acting and the TD error are SAC's.
+from jaxaug.agents.sac import (  # pylint: disable=unused-import,g-multiple-import
+    SACState, act, act_jit, policy_params, td_error, update, update_jit, update_utd)
 
 UTD_RATIO = 20  # G in the paper; the online config's `utd_ratio`
 START_STEPS = 5000  # uniform-random actions, no updates, before this many env steps

@@ -28,14 +28,9 @@ from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
 from jaxaug.types import EnvSpec
 
-SACState = sac.SACState
-update = sac.update
-update_utd = sac.update_utd
-act = sac.act
-act_jit = sac.act_jit
-update_jit = sac.update_jit
-policy_params = sac.policy_params
-td_error = sac.td_error
+# The agent protocol: the state type, updates, acting and the TD error are SAC's.
+from jaxaug.agents.sac import (  # pylint: disable=unused-import,g-multiple-import
+    SACState, act, act_jit, policy_params, td_error, update, update_jit, update_utd)
 
 UTD_RATIO = 20
 OFFLINE_RATIO = 0.5  # symmetric sampling
