@@ -430,15 +430,61 @@ def run_sweep(config: ml_collections.ConfigDict, points: Sequence[Point], workdi
 run_offline_sweep = run_sweep  # the name before generator sweeps
 
 
+def _init_points(configs, keys, bucket_of, init_for) -> list:
+  """Each point's initial state, one program per distinct `bucket_of(config)` (its points' seeds
+  one after another with lax.map, as run_training does for seeds: no batched LAPACK call under
+  vmap); point p uses the init key of a single run with its seed."""
+  states: list = [None] * len(configs)
+  buckets: dict[str, list[int]] = {}
+  for i, c in enumerate(configs):
+    buckets.setdefault(bucket_of(c).to_json_best_effort(sort_keys=True), []).append(i)
+  for members in buckets.values():
+    init_one = init_for(configs[members[0]])
+    stacked = jax.device_get(jax.jit(lambda ks, f=init_one: jax.lax.map(f, ks))(
+        jnp.stack([keys[i][0] for i in members])))
+    for r, i in enumerate(members):
+      states[i] = jax.tree.map(lambda x, r=r: x[r], stacked)
+  return states
+
+
+def _program(sub, states, keys, pdirs, num_steps: int, is_main: bool, sweep_devices):
+  """(mesh, SweepAxis, (stacked state, stacked loop keys)) of one program over points `sub`,
+  padded to a multiple of the sweep devices; its logger writes each point's metrics.jsonl."""
+  # pylint: disable=g-import-not-at-top
+  from jaxaug.train.logging import MetricLogger
+  from jaxaug.train.loop import SweepAxis
+  n_sweep = choose_sweep_devices(len(sub), len(jax.devices()), sweep_devices)
+  mesh = mesh_lib.make_sweep_mesh(n_sweep)
+  order = pad_indices(len(sub), n_sweep)
+  stacked = (stack_states([states[sub[j]] for j in order]),
+             jnp.stack([keys[sub[j]][1] for j in order]))
+  dirs = [pdirs[i] for i in sub]
+  make_logger = lambda step: SweepLogger([
+      MetricLogger(d, num_steps, is_main=is_main, resume_step=step) for d in dirs])
+  return mesh, SweepAxis(init=lambda: stacked, size=len(order), make_logger=make_logger), stacked
+
+
+def _write_summary(point_dir: str, summary: dict, logged: bool, is_main: bool) -> dict:
+  """Writes the point's summary.json; a re-run of a finished sweep (nothing logged) keeps the
+  final metrics of the summary already there."""
+  # pylint: disable=g-import-not-at-top
+  from jaxaug.utils import atomic_write_text
+  path = os.path.join(point_dir, "summary.json")
+  if not logged and os.path.exists(path):
+    with open(path) as f:
+      summary = {**json.load(f), **summary}
+  if is_main:
+    atomic_write_text(path, json.dumps(summary, indent=2))
+  return summary
+
+
 def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
   # pylint: disable=g-import-not-at-top
   from jaxaug import agents as agents_lib
   from jaxaug import envs
   from jaxaug.data import loaders, normalize, validate
   from jaxaug.train import config_io, offline
-  from jaxaug.train.logging import MetricLogger
-  from jaxaug.train.loop import LoopConfig, SweepAxis, run_training, seed_keys
-  from jaxaug.utils import atomic_write_text
+  from jaxaug.train.loop import LoopConfig, run_training, seed_keys
 
   c0 = configs[0]
   agent = agents_lib.get_agent(c0.agent_name)
@@ -460,18 +506,8 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
   # Init: one program per distinct agent config (its points' seeds one after another, lax.map,
   # as run_training does for seeds); point p gets the keys of a single run with its seed.
   keys = [seed_keys(int(c.seed), 1) for c in configs]
-  states: list = [None] * len(configs)
-  buckets: dict[str, list[int]] = {}
-  for i, c in enumerate(configs):
-    buckets.setdefault(c.agent.to_json_best_effort(sort_keys=True), []).append(i)
-  for members in buckets.values():
-    agent_config = configs[members[0]].agent
-    init_one = lambda k, a=agent_config: agent.init(k, spec, a)
-    # lax.map even for one point (seed_init's reason: no batched LAPACK call under vmap).
-    stacked = jax.device_get(jax.jit(lambda ks, f=init_one: jax.lax.map(f, ks))(
-        jnp.stack([keys[i][0] for i in members])))
-    for r, i in enumerate(members):
-      states[i] = jax.tree.map(lambda x, r=r: x[r], stacked)
+  states = _init_points(configs, keys, lambda c: c.agent,
+                        lambda c: (lambda k, a=c.agent: agent.init(k, spec, a)))
   # A float that changes no array of the state (a Python constant, e.g. inside an optimiser)
   # cannot vary inside one program: its values split the group like structure does.
   subs = split_group(
@@ -479,17 +515,10 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
           k, spec, a))(keys[0][0])))
   results: list = [None] * len(configs)
   for sub in subs:
-    n_dev = len(jax.devices())
-    n_sweep = choose_sweep_devices(len(sub), n_dev, sweep_devices)
-    mesh = mesh_lib.make_sweep_mesh(n_sweep)
-    order = pad_indices(len(sub), n_sweep)
-    stacked_state = stack_states([states[sub[j]] for j in order])
-    stacked_rng = jnp.stack([keys[sub[j]][1] for j in order])
+    mesh, axis, (stacked_state, stacked_rng) = _program(sub, states, keys, pdirs,
+                                                        int(c0.num_steps), is_main, sweep_devices)
     sub_configs = [configs[i] for i in sub]
     sub_dirs = [pdirs[i] for i in sub]
-    num_steps = int(c0.num_steps)
-    make_logger = lambda step: SweepLogger([
-        MetricLogger(d, num_steps, is_main=is_main, resume_step=step) for d in sub_dirs])
     eval_fn = None
     if c0.eval_episodes > 0:
       point_evals = [offline.make_eval_fn(agent, c, env_id, obs_stats) for c in sub_configs]
@@ -502,20 +531,13 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
     state, last = run_training(
         cfg=LoopConfig.from_config(c0), workdir=gdir if len(sub) == len(configs) else
         f"{gdir}_{sub[0]}", init_fn=None, update_fn=agent.update, sample_fn=sample_fn,
-        data=data, eval_fn=eval_fn, meta=meta, mesh=mesh, is_main=is_main,
-        sweep=SweepAxis(init=lambda: (stacked_state, stacked_rng), size=len(order),
-                        make_logger=make_logger))
+        data=data, eval_fn=eval_fn, meta=meta, mesh=mesh, is_main=is_main, sweep=axis)
     host = mesh_lib.gather_to_host(state, mesh)
     for r, (i, c, d) in enumerate(zip(sub, sub_configs, sub_dirs)):
       summary = {"env_id": env_id, "dataset": c.dataset, "agent": c.agent_name,
                  "num_transitions": len(ds), "num_steps": c.num_steps,
                  **{k: np.asarray(v)[r].tolist() for k, v in last.items()}}
-      previous = os.path.join(d, "summary.json")
-      if not last and os.path.exists(previous):
-        with open(previous) as f:  # re-run of a finished sweep: keep its final metrics
-          summary = {**json.load(f), **summary}
-      if is_main:
-        atomic_write_text(previous, json.dumps(summary, indent=2))
+      summary = _write_summary(d, summary, bool(last), is_main)
       results[i] = dict(summary, state=jax.tree.map(lambda x, r=r: x[r], host))
   return results
 
@@ -528,9 +550,7 @@ def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[d
   from jaxaug.nets.denoisers import count_params
   from jaxaug.train import config_io
   from jaxaug.train.checkpoint import Checkpointer
-  from jaxaug.train.logging import MetricLogger
-  from jaxaug.train.loop import LoopConfig, SweepAxis, run_training, seed_keys
-  from jaxaug.utils import atomic_write_text
+  from jaxaug.train.loop import LoopConfig, run_training, seed_keys
 
   c0 = configs[0]
   dataset, data = pipeline.prepare_data(c0)
@@ -552,37 +572,21 @@ def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[d
       config_io.save_config(c, d)
 
   keys = [seed_keys(int(c.seed), 1) for c in configs]
-  states: list = [None] * len(configs)
-  buckets: dict[str, list[int]] = {}
-  for i, c in enumerate(configs):
-    buckets.setdefault(c.diffusion.to_json_best_effort(sort_keys=True), []).append(i)
-  for members in buckets.values():
-    init_one = pipeline.init_fn(configs[members[0]], data)
-    stacked = jax.device_get(jax.jit(lambda ks, f=init_one: jax.lax.map(f, ks))(
-        jnp.stack([keys[i][0] for i in members])))
-    for r, i in enumerate(members):
-      states[i] = jax.tree.map(lambda x, r=r: x[r], stacked)
+  states = _init_points(configs, keys, lambda c: c.diffusion,
+                        lambda c: pipeline.init_fn(c, data))
   subs = split_group(configs, states, lambda c: jax.device_get(
       jax.jit(pipeline.init_fn(c, data))(keys[0][0])))
   results: list = [None] * len(configs)
   for sub in subs:
-    n_sweep = choose_sweep_devices(len(sub), len(jax.devices()), sweep_devices)
-    mesh = mesh_lib.make_sweep_mesh(n_sweep)
-    order = pad_indices(len(sub), n_sweep)
-    stacked_state = stack_states([states[sub[j]] for j in order])
-    stacked_rng = jnp.stack([keys[sub[j]][1] for j in order])
+    mesh, axis, (stacked_state, stacked_rng) = _program(sub, states, keys, pdirs,
+                                                        int(c0.num_steps), is_main, sweep_devices)
     sub_configs = [configs[i] for i in sub]
     sub_dirs = [pdirs[i] for i in sub]
-    num_steps = int(c0.num_steps)
-    make_logger = lambda step, sub_dirs=sub_dirs: SweepLogger([
-        MetricLogger(d, num_steps, is_main=is_main, resume_step=step) for d in sub_dirs])
     sub_gdir = gdir if len(sub) == len(configs) else f"{gdir}_{sub[0]}"
     state, last = run_training(
         cfg=LoopConfig.from_config(c0), workdir=sub_gdir, init_fn=None,
         update_fn=dtrain.update, sample_fn=mod.sample_batch, data=data, meta=meta, mesh=mesh,
-        is_main=is_main,
-        sweep=SweepAxis(init=lambda s=stacked_state, r=stacked_rng: (s, r), size=len(order),
-                        make_logger=make_logger))
+        is_main=is_main, sweep=axis)
     host = mesh_lib.gather_to_host(state, mesh)
     # The loop keys at the end (for the per-point checkpoints a single run would leave).
     ckpt = Checkpointer(os.path.join(sub_gdir, "checkpoints"), max_to_keep=None)
@@ -596,12 +600,7 @@ def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[d
       summary = {"method": c.method, "dataset": c.dataset, "num_params": n_params,
                  "num_steps": c.num_steps,
                  **{k: np.asarray(v)[r].tolist() for k, v in last.items()}}
-      previous = os.path.join(d, "summary.json")
-      if not last and os.path.exists(previous):
-        with open(previous) as f:  # re-run of a finished sweep: keep its final metrics
-          summary = {**json.load(f), **summary}
-      if is_main:
-        atomic_write_text(previous, json.dumps(summary, indent=2))
+      summary = _write_summary(d, summary, bool(last), is_main)
       # The point's final checkpoint as train_diffusion leaves it (state and loop key at the last
       # step), so experiments/augment.py --workdir=<point dir> generates from it. Single process
       # only (orbax saves host arrays from one writer).
