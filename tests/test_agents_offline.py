@@ -115,7 +115,7 @@ def policy_error(agent, state, obs):
 
 
 def critic_values(name, state, obs, actions):
-  agent = agents.get_agent(name)
+  del name  # every agent's critic TrainState applies its own ensemble
   return state.critic.apply_fn(critic_params(state), obs, actions).min(0)
 
 
