@@ -226,6 +226,7 @@ def run_training(
     is_main: bool | None = None,
     hooks: LoopHooks | None = None,
     sweep: SweepAxis | None = None,
+    keys: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[Any, dict]:
   """Train, checkpoint, resume. Returns (final state, last logged metrics).
 
@@ -236,8 +237,13 @@ def run_training(
   With `sweep` (SweepAxis) the initial state comes from sweep.init (init_fn is not used),
   `mesh` must be a sweep mesh (mesh.make_sweep_mesh) whose `sweep` size divides sweep.size,
   and the logger comes from sweep.make_logger.
+
+  `keys` = (init key, loop rng) of a single-seed run replaces seed_keys(cfg.seed): a job of
+  several runs (ATraDiff's generators, one per length) gives each its own stream.
   """
   cfg.validate()
+  if keys is not None and (cfg.num_seeds != 1 or sweep is not None):
+    raise ValueError("run_training: explicit keys are for a single-seed run without a sweep")
   if sweep is not None:
     if cfg.num_seeds != 1:
       raise ValueError(f"config.num_seeds={cfg.num_seeds}: a sweep replaces the seed axis; "
@@ -260,7 +266,7 @@ def run_training(
     state, rng = mesh_lib.shard_sweep(sweep.init(), mesh)
     data = mesh_lib.replicate(data, mesh)
   else:
-    init_keys, rng = seed_keys(cfg.seed, cfg.num_seeds)
+    init_keys, rng = keys if keys is not None else seed_keys(cfg.seed, cfg.num_seeds)
     state = jax.jit(seed_init(init_fn, cfg.num_seeds))(init_keys)
     state, rng, data = mesh_lib.replicate((state, rng, data), mesh)
 
