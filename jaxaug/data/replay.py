@@ -40,19 +40,24 @@ def init_buffer(obs_dim: int, act_dim: int, capacity: int) -> ReplayBuffer:
                       capacity=capacity)
 
 
-def add(buf: ReplayBuffer, batch: Transitions) -> ReplayBuffer:
+def add(buf: ReplayBuffer, batch: Transitions, aligned: bool = False) -> ReplayBuffer:
   """Writes `batch` (B <= capacity rows) at ptr, wrapping around; B is static under jit.
 
   One row (the online loop's per-env-step write) goes through dynamic_update_slice: in place
   and O(1) under donation. The general scatter lowers, for a single row on CPU, to a select
-  over the whole ring: O(capacity) per env step, ~10x slower at 1M rows.
+  over the whole ring: O(capacity) per env step, ~10x slower at 1M rows. `aligned` (the caller
+  guarantees that ptr and capacity are multiples of B, e.g. every write has B rows, one per
+  env) takes the same in-place path for B rows.
   """
   b = batch.rewards.shape[0]
   if b > buf.capacity:
     raise ValueError(f"batch of {b} rows does not fit a replay buffer of capacity {buf.capacity}")
-  if b == 1:
+  if aligned and buf.capacity % b:
+    raise ValueError(f"replay.add(aligned=True): capacity {buf.capacity} is not a multiple of "
+                     f"the batch's {b} rows")
+  if b == 1 or aligned:
     def write(d, x):
-      x = jnp.asarray(x, d.dtype).reshape((1,) + d.shape[1:])
+      x = jnp.asarray(x, d.dtype).reshape((b,) + d.shape[1:])
       return jax.lax.dynamic_update_slice(d, x, (buf.ptr,) + (0,) * (d.ndim - 1))
     data = jax.tree.map(write, buf.data, batch)
   else:

@@ -1,21 +1,26 @@
-"""Online off-policy training (SAC and relatives) on a gymnasium environment, exactly resumable.
+"""Online off-policy training (SAC, REDQ, RLPD, + ATraDiff) on gymnasium environments, exactly
+resumable.
 
-One env step = one host `env.step` and one jitted dispatch that (1) writes the transition into
-the device replay buffer, (2) samples `utd_ratio * batch_size` transitions with a single
-`sample_fn` call (swap it to mix in synthetic data, as ATraDiff does), (3) runs the agent's
-update(s) and (4) returns the action for the next observation. Only the action comes back to
-the host every step; metrics are fetched when logged.
+The loop carries one pytree (`jaxaug.train.online_state.LoopState`: agent state, replay buffer,
+key, ATraDiff's state) through pure jitted functions (`OnlineFns`). One loop iteration steps
+`num_envs` environments on the host (one action each), then dispatches (1) `store`: the rows,
+one per env, into the device replay buffer, plus ATraDiff's store decisions, and (2)
+`update_act`: num_envs x utd_ratio gradient steps on sampled minibatches (UTD counted per env
+step, as in the references) and the next actions. Every `generation_interval` / `adapt_every`
+env steps ATraDiff's rounds run as one more dispatch. Only the actions come back to the host;
+metrics are fetched when logged.
+
+`overlap=True` acts with the policy before the update instead (`act` then `update`, two
+dispatches): the host gets the actions as soon as the previous update is done and steps the envs
+while the device runs this one. Off by default: the references act with the updated policy.
 
 Exact resume. The MuJoCo state cannot be checkpointed through gymnasium, but it is a
-deterministic function of the episode's reset seed and actions: episode e is reset with
-`episode_seed(config.seed, e)` and every checkpoint stores the actions taken so far in the
-current episode. Resuming resets the env with that seed and replays the stored actions (at most
+deterministic function of the episode's reset seed and actions: episode e of env i is reset with
+`episode_seed(config.seed, e, i)` and every checkpoint stores the actions taken so far in each
+env's current episode. Resuming resets each env with that seed and replays its actions (at most
 one episode, ~0.2 s), checks that it lands on the checkpointed observation, and continues with
-the checkpointed pending action, replay buffer, agent state and PRNG key. So a checkpoint may
-be taken at any env step, and a resumed run is bitwise the run that was not interrupted.
-
-Random start steps: actions are drawn uniformly inside the jitted step from the run's key (not
-from gymnasium's action-space RNG), so they too are reproduced on resume.
+the checkpointed loop state (pending actions, buffers, agent, ATraDiff, key). So a checkpoint may
+be taken at any loop iteration, and a resumed run is bitwise the run that was not interrupted.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,96 +40,28 @@ from absl import logging
 
 from jaxaug import envs, faults
 from jaxaug.agents import get_agent
-from jaxaug.data import replay
-from jaxaug.data.dataset import Transitions
+from jaxaug.data.loaders import load_dataset
 from jaxaug.train import callbacks as callbacks_lib
 from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.train import loop as loop_lib
 from jaxaug.train.config_io import save_config
 from jaxaug.train.logging import MetricLogger
+from jaxaug.train.online_state import LoopData, LoopState, OnlineFns, unpack_rows
+from jaxaug.types import EnvSpec
 from jaxaug.utils import atomic_write_text
 
-SampleFn = Callable[[Any, jax.Array, int], Transitions]
+TIMINGS = ("env_s", "dispatch_s", "wait_s", "host_s", "eval_s", "checkpoint_s")
 
 
-def episode_seed(seed: int, episode: int) -> int:
-  """The reset seed of episode `episode` of run `seed` (independent streams per episode)."""
-  return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1)[0])
-
-
-def make_step_fn(agent, spec, batch_size: int, utd_ratio: int, sample_fn: SampleFn,
-                 sample_with_aux: bool = False, reward_shift: float = 0.0):
-  """The per-env-step work: `step(agent_state, buf, key, packed, random_action, aux=None,
-  do_update=False) -> (agent_state, buf, key, action, metrics)`.
-
-  Two jitted dispatches: an O(1) in-place write of the new row (buffer donated), then one fused
-  sample + update(s) + act (state donated, buffer read-only). One fused dispatch for both was
-  measured 10x slower at 1M rows: XLA cannot order the in-place write after the sampling gather
-  of a donated buffer and copies the whole ring (~100 MB) every step, barrier or not.
-
-  With `sample_with_aux`, sampling is `sample_fn(buf, key, n, aux)`, `aux` being the step's
-  extra pytree argument (offline data, ATraDiff's synthetic buffer; see online_hooks).
-  """
-  obs_dim, act_dim = spec.obs_dim, spec.act_dim
-
-  def unpack(packed):
-    sizes = (obs_dim, act_dim, 1, obs_dim, 1, 1, obs_dim)
-    parts, i = [], 0
-    for n in sizes:
-      parts.append(packed[i:i + n])
-      i += n
-    obs, action, reward, next_obs, terminal, timeout, acting_obs = parts
-    transition = Transitions(observations=obs[None], actions=action[None], rewards=reward,
-                             next_observations=next_obs[None], terminals=terminal,
-                             timeouts=timeout)
-    return transition, acting_obs
-
-  def add(buf, packed):
-    return replay.add(buf, unpack(packed)[0])  # one row: O(1) in place (see replay.add)
-
-  def update_act(agent_state, buf, key, packed, random_action, aux, do_update: bool):
-    _, acting_obs = unpack(packed)
-    key, k_sample, k_update, k_act, k_rand = jax.random.split(key, 5)
-    metrics = {}
-    if do_update:
-      if sample_with_aux:
-        batch = sample_fn(buf, k_sample, batch_size * utd_ratio, aux)
-      else:
-        batch = sample_fn(buf, k_sample, batch_size * utd_ratio)
-      if reward_shift:  # config.reward_shift: RLPD's AntMaze r - 1 on every sampled batch
-        batch = batch.replace(rewards=batch.rewards + reward_shift)
-      if utd_ratio == 1 or not hasattr(agent, "update_utd"):
-        agent_state, metrics = agent.update(agent_state, batch, k_update)
-      else:
-        agent_state, metrics = agent.update_utd(agent_state, batch, k_update, utd_ratio)
-    action = _next_action(agent_state, acting_obs, k_act, k_rand, random_action)
-    return agent_state, key, action, metrics
-
-  def _next_action(agent_state, obs, k_act, k_rand, random_action):
-    policy = agent.act(agent_state, obs[None], k_act, deterministic=False)[0]
-    uniform = jax.random.uniform(k_rand, (act_dim,), minval=-spec.max_action,
-                                 maxval=spec.max_action)
-    return jnp.where(random_action, uniform, policy)
-
-  def first_action(agent_state, key, obs, random_action):
-    key, k_act, k_rand = jax.random.split(key, 3)
-    return key, _next_action(agent_state, obs, k_act, k_rand, random_action)
-
-  add_jit = jax.jit(add, donate_argnums=(0,))
-  update_act_jit = jax.jit(update_act, static_argnames=("do_update",), donate_argnums=(0,))
-
-  def step(agent_state, buf, key, packed, random_action, aux=None, do_update: bool = False):
-    packed = jnp.asarray(packed)  # one transfer, used by both dispatches
-    buf = add_jit(buf, packed)
-    agent_state, key, action, metrics = update_act_jit(agent_state, buf, key, packed,
-                                                       random_action, aux, do_update=do_update)
-    return agent_state, buf, key, action, metrics
-
-  return step, jax.jit(first_action)
+def episode_seed(seed: int, episode: int, env_index: int = 0) -> int:
+  """The reset seed of episode `episode` of env `env_index` of run `seed` (independent streams
+  per episode and env; env 0 keeps the single-env stream)."""
+  entropy = [int(seed), int(episode)] + ([int(env_index)] if env_index else [])
+  return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def pack_step(obs, action, reward, next_obs, terminal, timeout, acting_obs) -> np.ndarray:
-  """One float32 vector per env step: a single host-to-device transfer."""
+  """One float32 vector per env step (layout: online_state.unpack_rows)."""
   return np.concatenate([np.asarray(obs, np.float32), np.asarray(action, np.float32),
                          np.float32([reward]), np.asarray(next_obs, np.float32),
                          np.float32([terminal]), np.float32([timeout]),
@@ -139,28 +76,36 @@ def validate_online_config(config: ml_collections.ConfigDict) -> None:
   for name in ("start_steps", "eval_every", "checkpoint_every"):
     if int(config[name]) < 0:
       raise ValueError(f"config.{name} must be >= 0, got {config[name]}")
+  n = int(config.get("num_envs", 1))
+  if n <= 0:
+    raise ValueError(f"config.num_envs must be positive, got {n}")
+  if int(config.num_env_steps) % n:
+    raise ValueError(f"config.num_env_steps ({config.num_env_steps}) must be a multiple of "
+                     f"config.num_envs ({n}): every loop iteration steps every env once")
+  if n > int(config.replay_capacity):
+    raise ValueError(f"config.num_envs ({n}) exceeds config.replay_capacity "
+                     f"({config.replay_capacity})")
 
 
 class EnvRunner:
-  """The training environment and the host side of its episodes.
+  """One training environment and the host side of its episodes.
 
-  Episode e is reset with `episode_seed(seed, e)`; the actions of the current episode are kept
-  so that a resumed run can rebuild the simulator state by replaying them (`replay`).
+  Episode e is reset with `episode_seed(seed, e, env_index)`; the actions of the current episode
+  are kept so that a resumed run can rebuild the simulator state by replaying them (`replay`).
   """
 
-  def __init__(self, env_id: str, seed: int, act_dim: int):
+  def __init__(self, env_id: str, seed: int, act_dim: int, env_index: int = 0):
     self.env = envs.make_env(env_id)
     self.seed = int(seed)
+    self.env_index = int(env_index)
     self.max_len = int(self.env.spec.max_episode_steps or 1000)
     self.episode_index = 0
     self.actions = np.zeros((self.max_len, act_dim), np.float32)
     self.length = 0
     self.ret = 0.0
-    self.recent_returns: list[float] = []
-    self.since_log: list[float] = []  # returns of episodes finished since the last periodic log
 
   def reset(self) -> np.ndarray:
-    obs, _ = self.env.reset(seed=episode_seed(self.seed, self.episode_index))
+    obs, _ = self.env.reset(seed=episode_seed(self.seed, self.episode_index, self.env_index))
     self.actions[:] = 0.0
     self.length, self.ret = 0, 0.0
     return obs
@@ -177,31 +122,158 @@ class EnvRunner:
     return obs
 
   def step(self, action: np.ndarray):
-    """(next_obs, reward, terminated, truncated, acting_obs): acting_obs is the first
-    observation of the next episode when this step ended one, else next_obs."""
+    """(next_obs, reward, terminated, truncated, acting_obs, finished_return): acting_obs is the
+    first observation of the next episode when this step ended one, else next_obs;
+    finished_return the return of the episode this step ended (else None)."""
     next_obs, reward, terminated, truncated, _ = self.env.step(action)
     self.actions[self.length] = action
     self.length += 1
     self.ret += float(reward)
-    acting_obs = next_obs
+    acting_obs, finished = next_obs, None
     if terminated or truncated:
-      self.recent_returns.append(self.ret)
-      self.since_log.append(self.ret)
+      finished = self.ret
       self.episode_index += 1
       acting_obs = self.reset()
-    return next_obs, reward, bool(terminated), bool(truncated), acting_obs
+    return next_obs, reward, bool(terminated), bool(truncated), acting_obs, finished
 
   def close(self) -> None:
     self.env.close()
 
 
-def _callbacks_from_config(config, runner: EnvRunner, callbacks) -> list:
+class VecEnvRunner:
+  """`num_envs` EnvRunners stepped in env order (gymnasium's vector envs reseed every sub-env at
+  once on reset; resume by replay needs each env's own episode seeds, hence this)."""
+
+  def __init__(self, env_id: str, seed: int, act_dim: int, num_envs: int):
+    self.runners = [EnvRunner(env_id, seed, act_dim, i) for i in range(int(num_envs))]
+    self.max_len = self.runners[0].max_len
+    self.recent_returns: list[float] = []
+    self.since_log: list[float] = []  # returns of episodes finished since the last periodic log
+
+  @property
+  def env(self):
+    return self.runners[0].env
+
+  @property
+  def episodes(self) -> int:
+    """Episodes finished over all envs."""
+    return sum(r.episode_index for r in self.runners)
+
+  def reset(self) -> np.ndarray:
+    return np.stack([r.reset() for r in self.runners]).astype(np.float32)
+
+  def step(self, actions: np.ndarray, obs: np.ndarray, step: int, callbacks) -> tuple:
+    """Steps every env once: (packed rows (N, row_size), acting observations (N, obs_dim))."""
+    rows, acting = [], []
+    for i, r in enumerate(self.runners):
+      for cb in callbacks:
+        cb.before_env_step(step + i, r.env)
+      next_obs, reward, terminated, truncated, acting_obs, finished = r.step(actions[i])
+      if finished is not None:
+        self.recent_returns.append(finished)
+        self.recent_returns = self.recent_returns[-10:]
+        self.since_log.append(finished)
+      timeout = truncated and not terminated
+      rows.append(pack_step(obs[i], actions[i], reward, next_obs, terminated, timeout,
+                            acting_obs))
+      acting.append(acting_obs)
+    return np.stack(rows), np.stack(acting).astype(np.float32)
+
+  def host_state(self) -> tuple[dict, dict]:
+    """(arrays, json meta) of the episodes in progress, for checkpoints."""
+    arrays = {"episode_actions": np.stack([r.actions for r in self.runners])}
+    meta = {"episodes": [r.episode_index for r in self.runners],
+            "episode_lengths": [r.length for r in self.runners],
+            "recent_returns": self.recent_returns[-10:], "since_log": self.since_log}
+    return arrays, meta
+
+  def restore(self, arrays: dict, meta: dict) -> np.ndarray:
+    """Resume by replay of every env's current episode; returns the observations reached."""
+    self.recent_returns = list(meta["recent_returns"])
+    self.since_log = list(meta.get("since_log", []))
+    return np.stack([r.replay(e, a, n) for r, e, a, n in zip(
+        self.runners, meta["episodes"], arrays["episode_actions"], meta["episode_lengths"])]
+                    ).astype(np.float32)
+
+  def close(self) -> None:
+    for r in self.runners:
+      r.close()
+
+
+def _callbacks_from_config(config, env, callbacks) -> list:
   callbacks = list(callbacks or [])
   if config.get("record_infos", False):  # the dataset builder's qpos/qvel per replay row
-    callbacks.insert(0, callbacks_lib.RecordInfos.for_env(runner.env,
-                                                          int(config.replay_capacity)))
+    callbacks.insert(0, callbacks_lib.RecordInfos.for_env(env, int(config.replay_capacity)))
   callbacks_lib.check_names(callbacks)
   return callbacks
+
+
+def _offline_transitions(config, spec: EnvSpec):
+  ds = load_dataset(config.offline_dataset)
+  if (ds.obs_dim, ds.act_dim) != (spec.obs_dim, spec.act_dim):
+    raise ValueError(f"config.offline_dataset {config.offline_dataset!r} has obs/act dims "
+                     f"{(ds.obs_dim, ds.act_dim)}, environment {spec.env_id} has "
+                     f"{(spec.obs_dim, spec.act_dim)}")
+  return ds.transitions()
+
+
+def make_online(config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None,
+                agent=None, max_episode_len: int = 1000
+                ) -> tuple[OnlineFns, LoopData, Any]:
+  """The run's functions, read-only data and ATraDiff's initial state (or None), from the
+  config: RLPD's offline share (`offline_dataset`, `offline_ratio`), ATraDiff
+  (`atradiff.enabled`)."""
+  agent = agent or get_agent(config.get("agent_name") or "sac")
+  ratio = float(config.get("offline_ratio", 0.0) or 0.0)
+  use_offline = ratio > 0 and bool(config.get("offline_dataset", ""))
+  if ratio > 0 and not use_offline:
+    raise ValueError("config.offline_ratio > 0 needs config.offline_dataset (a dataset spec)")
+  num_envs = int(config.get("num_envs", 1))
+  atd, aug_const, aug_state = None, None, None
+  acfg = config.get("atradiff")
+  if acfg is not None and acfg.get("enabled", False):
+    from jaxaug.augment.atradiff import online as aonline  # heavy: only when used
+    atd, aug_const = aonline.setup(config, spec, workdir, num_envs=num_envs,
+                                   max_episode_len=max_episode_len, agent=agent)
+    aug_state = atd.init(aug_const, aonline.state_key(int(config.seed)))
+  fns = OnlineFns(agent=agent, spec=spec, num_envs=num_envs, batch_size=int(config.batch_size),
+                  utd_ratio=int(config.utd_ratio), offline_ratio=ratio if use_offline else 0.0,
+                  reward_shift=float(config.get("reward_shift", 0.0)), atradiff=atd,
+                  replay_capacity=int(config.replay_capacity))
+  data = LoopData(offline=_offline_transitions(config, spec) if use_offline else None,
+                  aug=aug_const)
+  return fns, data, aug_state
+
+
+def _jitted(fns: OnlineFns):
+  """The loop's dispatches. The state travels without its `action` (kept on the host side of
+  the loop), so that donating the state never waits on, or invalidates, the actions."""
+  spec = fns.spec
+
+  def store(state, packed, first_step):
+    return fns.store(state, unpack_rows(spec, packed)[0], first_step)
+
+  def update_act(state, data, packed, random_action, do_update):
+    state, metrics = fns.update_act(state, data, unpack_rows(spec, packed)[1], random_action,
+                                    do_update)
+    return state.replace(action=None), state.action, metrics
+
+  def act(state, packed, random_action):
+    return fns.act(state, unpack_rows(spec, packed)[1], random_action)
+
+  def first_action(state, obs, random_action):
+    state = fns.first_action(state, obs, random_action)
+    return state.replace(action=None), state.action
+
+  return {
+      "store": jax.jit(store, donate_argnums=(0,)),
+      "update_act": jax.jit(update_act, static_argnames=("do_update",), donate_argnums=(0,)),
+      "update": jax.jit(fns.update, static_argnames=("do_update",), donate_argnums=(0,)),
+      "act": jax.jit(act),
+      "first_action": jax.jit(first_action),
+      "augment_round": jax.jit(fns.augment_round, static_argnames=("generation", "adaptation"),
+                               donate_argnums=(0,)),
+  }
 
 
 def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
@@ -209,8 +281,8 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
   """Trains the config's agent online; resumes from `workdir`'s latest checkpoint.
 
   Args:
-    config: see configs/sac.py (`agent_name` picks SAC, REDQ or RLPD; offline data and ATraDiff
-      come from the config through jaxaug.augment.online_hooks).
+    config: see configs/sac.py (`agent_name` picks SAC, REDQ or RLPD; `num_envs`, `overlap`;
+      offline data and ATraDiff come from the config, see `make_online`).
     workdir: config.json, metrics.jsonl, tb/, checkpoints/, summary.json.
     agent: a module with the agent protocol (+ optional `update_utd`) replacing the config's
       (tests, custom agents).
@@ -218,61 +290,49 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
       checkpoint their own state with the run.
 
   Returns:
-    summary dict: steps, episodes, final/last eval, wall time, env steps/s.
+    summary dict: steps, episodes, final/last eval, wall time, env steps/s, timings (seconds in
+    env stepping, dispatching, waiting for actions, host bookkeeping, evaluation, checkpoints).
   """
   validate_online_config(config)
   agent = agent or get_agent(config.get("agent_name") or "sac")
   env_id = envs.resolve_env_id(config.env_id)
   spec = envs.env_spec(env_id)
-  runner = EnvRunner(env_id, config.seed, spec.act_dim)
-  callbacks = _callbacks_from_config(config, runner, callbacks)
+  num_envs = int(config.get("num_envs", 1))
+  overlap = bool(config.get("overlap", False))
+  runner = VecEnvRunner(env_id, config.seed, spec.act_dim, num_envs)
+  callbacks = _callbacks_from_config(config, runner.env, callbacks)
   os.makedirs(workdir, exist_ok=True)
   save_config(config, workdir)
-  from jaxaug.augment import online_hooks  # pylint: disable=g-import-not-at-top
-  extras = online_hooks.from_config(config, spec, workdir, runner.max_len, agent=agent)
-  sample_fn = extras.sample_fn if extras is not None else replay.sample
+  fns, data, aug_state = make_online(config, spec, workdir, agent, runner.max_len)
+  atd = fns.atradiff
+  jits = _jitted(fns)
   total = int(config.num_env_steps)
   capacity = int(config.replay_capacity)
+  start_steps = int(config.start_steps)
 
-  key = jax.random.key(int(config.seed))
-  key, init_key = jax.random.split(key)
-  agent_state = agent.init(init_key, spec, config.agent)
-  buf = replay.init_buffer(spec.obs_dim, spec.act_dim, capacity)
-  step_fn, first_action_fn = make_step_fn(agent, spec, int(config.batch_size),
-                                          int(config.utd_ratio), sample_fn, extras is not None,
-                                          reward_shift=float(config.get("reward_shift", 0.0)))
-
+  state = fns.init(jax.random.key(int(config.seed)), config.agent, aug_state)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
   latest = ckpt.latest_step()
   step, meta = 0, {}
   if latest is None:
     obs = runner.reset()
-    key, action = first_action_fn(agent_state, key, jnp.asarray(obs, jnp.float32),
-                                  config.start_steps > 0)
+    state, action = jits["first_action"](state, jnp.asarray(obs), start_steps > 0)
   else:  # resume by replay (module doc)
-    target = _checkpoint_target(agent_state, buf, key, spec.act_dim, spec.obs_dim,
-                                runner.max_len, callbacks)
-    if extras is not None:
-      target["extras"] = extras.state_dict()
+    target = _checkpoint_target(state, spec, runner, callbacks)
     restored = ckpt.restore(latest, target)
     meta = ckpt.restore_meta(latest)
-    agent_state, buf, key = restored["agent"], restored["buffer"], restored["key"]
-    action = restored["action"]
-    if extras is not None:
-      extras.load_state_dict(restored["extras"])
+    state, action = restored["state"].replace(action=None), restored["state"].action
     for cb in callbacks:
       if cb.name in restored["callbacks"]:
         cb.load_state_dict(restored["callbacks"][cb.name])
     step = int(meta["step"])
-    runner.recent_returns = list(meta["recent_returns"])
-    runner.since_log = list(meta.get("since_log", []))
-    obs = runner.replay(int(meta["episode"]), restored["episode_actions"],
-                        int(meta["episode_length"]))
-    if not np.array_equal(np.asarray(obs, np.float32), np.asarray(restored["obs"], np.float32)):
-      raise RuntimeError(f"{workdir}: replaying episode {runner.episode_index} did not reproduce "
-                         "the checkpointed observation; the environment is not deterministic")
-    logging.info("Resumed from step %d (episode %d, replayed %d env steps)", step,
-                 runner.episode_index, runner.length)
+    obs = runner.restore(restored, meta)
+    if not np.array_equal(obs, np.asarray(restored["obs"], np.float32)):
+      raise RuntimeError(f"{workdir}: replaying the current episodes did not reproduce the "
+                         "checkpointed observations; the environment is not deterministic")
+    logging.info("Resumed from step %d (episodes %s, replayed %s env steps)", step,
+                 meta["episodes"], meta["episode_lengths"])
+  state = state.replace(action=None)
 
   # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
   logger = MetricLogger(workdir, total, resume_step=latest or 0)
@@ -280,24 +340,22 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
   last_metrics: dict = {}
   # A finished run re-run (killed after its last checkpoint) reports the evaluation it logged.
   last_eval: dict = dict(meta.get("last_eval", {}))
+  timings = dict.fromkeys(TIMINGS, 0.0)
   t0, step0 = time.time(), step
 
   def save(step_):
     _check_finite_metrics(last_metrics, step_, ckpt)  # a NaN/Inf loss is never checkpointed
-    state = {"agent": agent_state, "buffer": buf, "key": key, "action": action,
-             "obs": np.asarray(obs, np.float32), "episode_actions": runner.actions,
-             "callbacks": _callback_states(callbacks)}
-    if extras is not None:
-      state["extras"] = extras.state_dict()
+    arrays, host_meta = runner.host_state()
+    payload = {"state": state.replace(action=action), "obs": np.asarray(obs, np.float32),
+               "callbacks": _callback_states(callbacks), **arrays}
     faults.point("online.checkpoint")  # test-only kill point (jaxaug/faults.py)
-    ckpt.save(step_, state, meta={
-        "step": step_, "episode": runner.episode_index, "episode_length": runner.length,
-        "recent_returns": runner.recent_returns[-10:], "since_log": runner.since_log,
-        "last_eval": last_eval, "env_id": env_id, "seed": int(config.seed)})
+    ckpt.save(step_, payload, meta={"step": step_, **host_meta, "last_eval": last_eval,
+                                    "env_id": env_id, "seed": int(config.seed),
+                                    "num_envs": num_envs})
 
   def run_eval(step_):
     # One small jitted call per env step on just the leaves `act` reads (envs.make_policy).
-    res = envs.evaluate(envs.make_policy(agent.act, agent_state, eval_key), env_id,
+    res = envs.evaluate(envs.make_policy(agent.act, state.agent, eval_key), env_id,
                         int(config.eval_episodes), seed=10_000 + int(config.seed))
     out = {"eval/return": res["return_mean"], "eval/return_std": res["return_std"],
            "eval/normalized_score": res["normalized_score_mean"],
@@ -310,44 +368,65 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
     if runner.since_log:
       out["train/episode_return"] = float(np.mean(runner.since_log))
     out["train/env_steps_per_s"] = (step_ - step0) / max(time.time() - t0, 1e-9)
-    if extras is not None:
-      out.update(extras.metrics(real_size=min(step_, capacity)))
-    if step_ % config.log_every == 0:  # (not at an end-of-run log: a resumed run goes on)
+    if atd is not None:
+      out.update(atd.metrics(state.aug, real_size=min(step_, capacity)))
+    if crossed(step_, int(config.log_every)):  # (not at an end-of-run log: a run goes on)
       runner.since_log = []
     logger.log(step_, out)
 
-  # SIGTERM (e.g. `timeout`, a preemption notice): checkpoint at the next env step and return.
-  # Checkpoints are exact at any step (see module doc), so nothing is lost.
+  def crossed(done, every):  # a multiple of `every` lies in (done - num_envs, done]
+    return bool(every) and done // every != (done - num_envs) // every
+
+  # SIGTERM (e.g. `timeout`, a preemption notice): checkpoint at the next iteration and return.
+  # Checkpoints are exact at any iteration (see module doc), so nothing is lost.
   preempted = []
   previous_handler = None
   if threading.current_thread() is threading.main_thread():
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+  clock = time.perf_counter
   while step < total:
-    action_np = np.asarray(action)
-    for cb in callbacks:
-      cb.before_env_step(step, runner.env)
-    next_obs, reward, terminated, truncated, acting_obs = runner.step(action_np)
-    timeout = truncated and not terminated
-    packed = pack_step(obs, action_np, reward, next_obs, terminated, timeout, acting_obs)
-    agent_state, buf, key, action, metrics = step_fn(
-        agent_state, buf, key, packed, step + 1 < config.start_steps,
-        extras.aux if extras is not None else None, do_update=step >= config.start_steps)
-    if extras is not None:  # between policy updates: ATraDiff's generation/adaptation rounds
-      extras.after_step(step, next_obs, reward, terminated, truncated, agent_state, buf)
+    t_a = clock()
+    action_np = np.asarray(action)  # waits for the dispatch that computes it
+    t_b = clock()
+    packed, obs = runner.step(action_np, obs, step, callbacks)
+    t_c = clock()
+    packed = jnp.asarray(packed)  # one transfer, used by both dispatches
+    do_update = step >= start_steps
+    random_action = step + num_envs < start_steps
+    state = jits["store"](state, packed, np.int32(step))
+    if overlap:  # act with the policy before this update; the env steps while it runs
+      action = jits["act"](state, packed, random_action)
+      state, metrics = jits["update"](state, data, do_update=do_update)
+    else:
+      state, action, metrics = jits["update_act"](state, data, packed, random_action,
+                                                  do_update=do_update)
+    step += num_envs
+    if atd is not None:
+      generation, adaptation = atd.rounds_due(step, num_envs)
+      if generation or adaptation:  # between policy updates, as Algorithm 1
+        state = jits["augment_round"](state, data, generation=generation,
+                                      adaptation=adaptation)
+    t_d = clock()
     if metrics:
       last_metrics = metrics
-    obs = acting_obs
-    step += 1
 
-    if step % config.log_every == 0 or step == total:
+    if crossed(step, int(config.log_every)) or step == total:
       log_train(step)
-    if (config.eval_every and step % config.eval_every == 0) or step == total:
+    t_e = clock()
+    if crossed(step, int(config.eval_every)) or step == total:
       last_eval = run_eval(step)
       for cb in callbacks:
-        cb.after_eval(step, agent_state, last_eval)
-    if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total \
-        or preempted:
+        cb.after_eval(step, state.agent, last_eval)
+    t_f = clock()
+    if crossed(step, int(config.checkpoint_every)) or step == total or preempted:
       save(step)
+    t_g = clock()
+    timings["wait_s"] += t_b - t_a
+    timings["env_s"] += t_c - t_b
+    timings["dispatch_s"] += t_d - t_c
+    timings["host_s"] += t_e - t_d
+    timings["eval_s"] += t_f - t_e
+    timings["checkpoint_s"] += t_g - t_f
     if preempted:
       logging.warning("SIGTERM: checkpointed step %d; re-run with the same workdir to resume",
                       step)
@@ -358,12 +437,14 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
   ckpt.close()
   logger.close()
   elapsed = time.time() - t0
-  summary = {"env_id": env_id, "steps": step, "episodes": runner.episode_index,
+  summary = {"env_id": env_id, "steps": step, "episodes": runner.episodes,
+             "num_envs": num_envs, "overlap": overlap,
              "preempted": bool(preempted), "last_eval": last_eval,
              "recent_train_returns": runner.recent_returns[-10:], "wall_time_s": elapsed,
-             "env_steps_per_s": (step - step0) / max(elapsed, 1e-9)}
-  if extras is not None:
-    summary["extras"] = extras.metrics(real_size=min(step, capacity))
+             "env_steps_per_s": (step - step0) / max(elapsed, 1e-9),
+             "timings": {**timings, "steps": step - step0}}
+  if atd is not None:
+    summary["extras"] = atd.metrics(state.aug, real_size=min(step, capacity))
   atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
   runner.close()
   return summary
@@ -378,11 +459,11 @@ def _check_finite_metrics(metrics: dict, step: int, ckpt: Checkpointer) -> None:
   loop_lib.raise_if_nonfinite(jax.device_get(dict(metrics)), f"env step {step}", ckpt)
 
 
-def _checkpoint_target(agent_state, buf, key, act_dim, obs_dim, max_len, callbacks):
-  return {"agent": agent_state, "buffer": buf, "key": key,
-          "action": jnp.zeros((act_dim,), jnp.float32),
-          "obs": np.zeros((obs_dim,), np.float32),
-          "episode_actions": np.zeros((max_len, act_dim), np.float32),
+def _checkpoint_target(state: LoopState, spec: EnvSpec, runner: VecEnvRunner, callbacks):
+  n = len(runner.runners)
+  return {"state": state.replace(action=jnp.zeros((n, spec.act_dim), jnp.float32)),
+          "obs": np.zeros((n, spec.obs_dim), np.float32),
+          "episode_actions": np.zeros((n, runner.max_len, spec.act_dim), np.float32),
           "callbacks": _callback_states(callbacks, template=True)}
 
 
@@ -400,7 +481,8 @@ def _callback_states(callbacks, template: bool = False) -> dict:
 def load_run(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
              agent=None) -> dict:
   """A train_online checkpoint of `workdir` (latest unless `step`) as a dict: agent, buffer,
-  key, step, meta, and `infos` (qpos/qvel per replay row) when config.record_infos."""
+  key, step, meta, and `infos` (qpos/qvel per replay row) when config.record_infos. Runs
+  without ATraDiff only (an ATraDiff state needs its diffuser to restore)."""
   agent = agent or get_agent(config.get("agent_name") or "sac")
   spec = envs.env_spec(config.env_id)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=None)
@@ -408,21 +490,21 @@ def load_run(workdir: str, config: ml_collections.ConfigDict, step: int | None =
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise ValueError(f"{workdir}: no train_online checkpoint to load")
-    runner = EnvRunner(spec.env_id, 0, spec.act_dim)
-    callbacks = _callbacks_from_config(config, runner, None)
+    runner = VecEnvRunner(spec.env_id, 0, spec.act_dim, int(config.get("num_envs", 1)))
+    callbacks = _callbacks_from_config(config, runner.env, None)
     runner.close()
-    target = _checkpoint_target(agent.init(jax.random.key(0), spec, config.agent),
-                                replay.init_buffer(spec.obs_dim, spec.act_dim,
-                                                   int(config.replay_capacity)),
-                                jax.random.key(0), spec.act_dim, spec.obs_dim, runner.max_len,
+    fns = OnlineFns(agent=agent, spec=spec, num_envs=len(runner.runners),
+                    replay_capacity=int(config.replay_capacity))
+    target = _checkpoint_target(fns.init(jax.random.key(0), config.agent), spec, runner,
                                 callbacks)
     restored = ckpt.restore(step, target)
     meta = ckpt.restore_meta(step)
   finally:
     ckpt.close()
   infos = restored["callbacks"].get(callbacks_lib.RecordInfos.name, {})
-  return {**restored, "infos": {k: np.asarray(v) for k, v in infos.items()}, "step": step,
-          "meta": meta}
+  st = restored["state"]
+  return {**restored, "agent": st.agent, "buffer": st.buffer, "key": st.key,
+          "infos": {k: np.asarray(v) for k, v in infos.items()}, "step": step, "meta": meta}
 
 
 def load_agent_state(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,

@@ -1,38 +1,42 @@
-"""ATraDiff in the online loop: the modified replay buffer, batched generation rounds between
-policy updates, and online adaptation (ATraDiff Sec. 4.2-4.3).
+"""ATraDiff in the online loop as pure functions over the loop's state (ATraDiff Sec. 4.2-4.3).
 
-`ATraDiffAugmenter` implements the online loop's extras protocol (jaxaug.augment.online_hooks):
+The online loop (jaxaug.train.online) carries one pytree; ATraDiff's part of it is `AugState`
+(synthetic buffer D_s, the start-state queue, the generators' adapted parameters and optimiser
+states, the importance buffers, counters and keys). `ATraDiff` holds the static settings and the
+functions over that state, all jittable and free of host state:
 
-* `after_step(...)` (host, every env step): with probability rho / ((1 - rho) L) the stored
-  next state s' is queued (never after a true terminal: nothing follows it). Every
-  `generation_interval` env steps, and as soon as `queue_size` states are waiting, the queued
-  states are synthesised in ONE jitted call (`_generation_round`: length estimate, all
-  generators, pruning, action clipping, masked write into D_s); the call always takes
-  `queue_size` states (padded) so it compiles once. No queued state is ever dropped, so
-  |D_s| / |D_o| follows rho / (1 - rho) whatever queue_size and generation_interval are
-  (logged as `atradiff/synthetic_to_real` next to `atradiff/synthetic_to_real_target`). Every
-  `adapt_every` env steps (if `adapt`), the generators are fine-tuned in one jitted call
-  (`_adaptation_round`).
-* `sample_fn(buf, key, n, aux)` (inside the loop's jitted step): rows from D_s with probability
-  rho, else from D_o (a `replay.Blend` source of `replay.sample_mixed`); with `offline_ratio` > 0 (RLPD) that share of every
-  minibatch comes from the offline dataset first (symmetric sampling), the rest from D.
-* `state_dict()` / `load_state_dict()`: everything needed for an exact resume (D_s, adapted
-  parameters and optimiser states, importance buffers, the host queue).
+* `store(aug, transitions, first_step)`: after the real rows are written into D_o, each row's
+  next state s' is queued with probability rho / ((1 - rho) L) (never after a true terminal:
+  nothing follows it). The draw for env step t is Bernoulli(fold_in(store_key, t)): made on the
+  device, a pure function of the run's key and t, so a resumed run makes the same decisions.
+* `generation_round(aug, const)`: every `generation_interval` env steps, every queued state is
+  synthesised by the ONE generator its estimated length selects, in fixed-size calls of
+  `bucket_size` states per generator (`diffuser.generate_into`), pruned, and written into D_s.
+  The queue holds one interval's stores, so nothing is ever dropped and |D_s| / |D_o| follows
+  rho / (1 - rho) (logged as `atradiff/synthetic_to_real` next to the target).
+* `adaptation_round(aug, const, buf, agent_state)`: every `adapt_every` env steps (if `adapt`),
+  the importance buffer is updated from the newest rows of D_o and every generator is fine-tuned
+  in one call. Episodes (for the reward indicator) are read from D_o's terminal/timeout flags.
+* sampling: the loop's one mixed sampler draws each row from D_s with probability rho
+  (`replay.Blend`), after RLPD's offline share when there is one (jaxaug.train.online_state).
+
+`setup` (host, once) loads the offline dataset, trains or restores the diffuser
+(jaxaug.augment.atradiff.store), finds L by preliminary generation, and returns the settings and
+the read-only arrays (`AugConst`: diffuser, training windows) that the functions take.
 
 Differences from the paper, on purpose: generation is deferred to the next round (at most
-`generation_interval` env steps late, earlier when the queue is full) so that it is batched;
-store decisions use a counter-based RNG (seed, env step) so they are reproduced on resume.
-With `terminal_fn = "env"` (default) synthetic trajectories end at their first terminal state
-under the environment's termination rule, stored as terminal; with `clip_actions` (default)
-their actions are clipped to the action range; the paper says neither (docs/methods/atradiff.md).
+`generation_interval` env steps late) so that it is batched; with `terminal_fn = "env"` (default)
+synthetic trajectories end at their first terminal state under the environment's termination
+rule, stored as terminal; with `clip_actions` (default) their actions are clipped to the action
+range; the paper says neither (docs/methods/atradiff.md).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -54,7 +58,9 @@ from jaxaug.types import EnvSpec
 from jaxaug.types import td_error_fn as td_error_fn_of
 
 IMPORTANCE = ("td_error", "reward", "uniform")
-MAX_PENDING_EPISODES = 256  # completed episodes waiting for the next adaptation round
+# Device counters of AugState (int32), logged as atradiff/<name>.
+COUNTERS = ("queued", "rounds", "trajectories", "synthetic_transitions", "generator_calls",
+            "adapt_rounds", "clipped_rows", "clipped_entries")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -75,9 +81,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.prune_rule = "paper"
   c.prune_min_gap = 0.1
   c.synthetic_capacity = 1_000_000  # rows of D_s
-  # Start states per generation round (one jitted call of this fixed batch size). A round runs
-  # every generation_interval env steps, and early whenever queue_size states are waiting.
-  c.queue_size = 64
+  # Generation rounds: every generation_interval env steps, every start state queued since the
+  # last round is synthesised, each by the one generator its estimated length selects, in
+  # fixed-size calls of bucket_size states per generator (only the states routed to a generator
+  # are generated by it; a round never drops a state).
+  c.bucket_size = 16
   c.generation_interval = 100  # env steps between generation rounds
   c.generation_start = 0  # no generation before this env step
   # Generators: SynthER's residual MLP (App. A.2) trained with jaxaug.diffusion.train.
@@ -132,351 +140,332 @@ class AugState(flax.struct.PyTreeNode):
   adapt_opt: tuple
   td: aimp.ImportanceBuffer
   reward: aimp.ImportanceBuffer
-  key: jax.Array
+  key: jax.Array  # generation and adaptation
+  store_key: jax.Array  # store decisions: Bernoulli(fold_in(store_key, env step))
+  queue: jax.Array  # (queue_capacity, obs_dim) raw start states waiting for the next round
+  queue_count: jax.Array  # int32
+  counters: dict  # COUNTERS -> int32 scalar
+  last: dict  # the last round's metrics (float32 scalars)
 
 
-# ------------------------------------------------------------------------------- jitted rounds
-
-def _generation_round(diffuser: adiff.Diffuser, state: AugState, queue: jax.Array,
-                      valid: jax.Array, task_ids: jax.Array, terminal_fn=None,
-                      max_action: float | None = None, clip_actions: bool = True):
-  """ONE call: synthesise from the queue and write the kept transitions into D_s."""
-  key, k = jax.random.split(state.key)
-  d = diffuser.replace(generators=tuple(
-      g.replace(ema_params=p) for g, p in zip(diffuser.generators, state.gen_params)))
-  transitions, mask, info = adiff.synthesize(d, k, queue, valid, task_ids, terminal_fn,
-                                             max_action=max_action, clip_actions=clip_actions)
-  synthetic = replay.add_masked(state.synthetic, transitions, mask)
-  return state.replace(synthetic=synthetic, key=key), info
+class AugConst(flax.struct.PyTreeNode):
+  """Read-only arrays the functions take: the trained diffuser (its EMA parameters are the
+  frozen originals that adaptation distils towards) and the offline training windows."""
+  diffuser: adiff.Diffuser
+  windows: adata.WindowData
 
 
-def _adaptation_round(diffuser: adiff.Diffuser, state: AugState, windows: adata.WindowData,
-                      buf: replay.ReplayBuffer, agent_state: Any, new_rows: jax.Array,
-                      new_valid: jax.Array, episodes: jax.Array, *, importance: str,
-                      top_k: int, adapt_steps: int, batch_size: int, forgetting_weight: float,
-                      max_uses: int, drop_prob: float, task_id: int, adapt_lr: float,
-                      max_episode_len: int, td_error_fn=None):
-  """ONE call: update the importance buffer, pick samples, fine-tune every generator."""
-  spec = diffuser.spec
-  key, k_td, k_ref, k_pick, k_rot, k_gen = jax.random.split(state.key, 6)
-  td, rew = state.td, state.reward
-  td = aimp.invalidate(td, new_rows, new_valid)
-  rew = aimp.invalidate(rew, new_rows, new_valid)
-  if importance == "td_error":
-    pri = aimp.td_error(td_error_fn, agent_state, aimp.rows_of(buf, new_rows), k_td)
-    td = aimp.insert(td, new_rows, pri, new_valid)
-    td = aimp.refresh(td, aimp.td_error(td_error_fn, agent_state,
-                                        aimp.rows_of(buf, td.index), k_ref))
-    rows, valid, _ = aimp.select_top(td, top_k)
-  elif importance == "reward":
-    # episodes: (P, 3) [first row, length, return]; length 0 = unused slot
-    def add_episode(r, ep):
-      j = jnp.arange(max_episode_len)
-      ok = j < ep[1].astype(jnp.int32)
-      ep_rows = ((ep[0].astype(jnp.int32) + j) % buf.capacity).astype(jnp.int32)
-      return aimp.insert(r, ep_rows, jnp.full((max_episode_len,), ep[2], jnp.float32), ok), None
-    rew, _ = jax.lax.scan(add_episode, rew, episodes)
-    rows, valid, slots = aimp.select_top(rew, top_k)
-  else:  # uniform over the newest rows
-    rows, valid = new_rows, new_valid
-  weights = valid.astype(jnp.float32)
-  new_params, new_opt, metrics = [], [], {}
-  tx = aadapt.make_adapt_optimizer(adapt_lr)
-  gen_keys = jax.random.split(k_gen, len(spec.lengths))
-  for j, (k_len, gen) in enumerate(zip(spec.lengths, diffuser.generators)):
-    def body(carry, kk, k_len=k_len, gen=gen):
-      params, opt = carry
-      k_b, k_a, k_s = jax.random.split(kk, 3)
-      # uniform over the selected (valid) samples
-      total = weights.sum()
-      probs = jnp.where(total > 0, weights / jnp.maximum(total, 1.0), 1.0 / rows.shape[0])
-      pick = jax.random.choice(k_b, rows.shape[0], (batch_size,), p=probs)
-      x, cond, w = aadapt.window_batch(buf, diffuser.stats, rows[pick], weights[pick], k_len,
-                                       spec.obs_dim, spec.num_tasks, task_id)
-      anchor = adata.sample_window_batch(windows, k_a, batch_size, k_len, spec.obs_dim,
-                                         spec.num_tasks)
-      params, opt, m = aadapt.adapt_step(params, opt, tx, gen, gen.ema_params, k_s, x, cond, w,
-                                         anchor["x"], anchor["cond"], forgetting_weight)
-      return (params, opt), m
-    (p, o), ms = jax.lax.scan(body, (state.gen_params[j], state.adapt_opt[j]),
-                              jax.random.split(gen_keys[j], adapt_steps))
-    new_params.append(p)
-    new_opt.append(o)
-    metrics.update({f"{name}_k{k_len}": v[-1] for name, v in ms.items()})
-  if importance == "reward":
-    rew = aimp.rotate(rew, k_rot, slots, max_uses, drop_prob)
-  metrics["adapt/selected"] = jnp.sum(valid)
-  state = state.replace(gen_params=tuple(new_params), adapt_opt=tuple(new_opt), td=td,
-                        reward=rew, key=key)
-  return state, metrics
+@dataclasses.dataclass(frozen=True)
+class ATraDiff:
+  """Static settings of one run and the pure functions over `AugState` (module doc)."""
+  spec: EnvSpec
+  synthetic_ratio: float  # rho
+  expected_length: float  # L
+  store_probability: float  # rho / ((1 - rho) L)
+  synthetic_capacity: int
+  queue_capacity: int
+  bucket_size: int
+  generation_interval: int
+  generation_start: int
+  task_id: int
+  lengths: tuple
+  terminal_fn: Callable | None
+  clip_actions: bool
+  adapt: bool
+  adapt_every: int
+  adapt_start: int
+  adapt_steps: int
+  adapt_batch_size: int
+  adapt_lr: float
+  forgetting_weight: float
+  importance: str
+  td_heap_size: int
+  td_top_k: int
+  reward_buffer_size: int
+  reward_max_uses: int
+  reward_drop_prob: float
+  max_episode_len: int
+  td_error_fn: Callable | None
+  pretrain_s: float = 0.0
 
-
-# ------------------------------------------------------------------------------- augmenter
-
-def store_draw(seed: int, step: int, probability: float) -> bool:
-  """Bernoulli(probability) for env step `step` from a counter-based stream (seed, step): the
-  same decision on every run and after a resume, with no RNG state to checkpoint."""
-  return bool(np.random.default_rng([int(seed), int(step), 0xA7]).random() < probability)
-
-
-class ATraDiffAugmenter:
-  """Host-side driver of ATraDiff in `jaxaug.train.online.train_online` (see module doc)."""
-
-  def __init__(self, config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None,
-               offline_ratio: float = 0.0, offline: Transitions | None = None,
-               offline_dataset: OfflineDataset | None = None, max_episode_len: int = 1000,
-               agent: Any = None):
-    acfg = config.atradiff
-    if acfg.importance not in IMPORTANCE:
-      raise ValueError(f"config.atradiff.importance must be one of {IMPORTANCE}, got "
-                       f"{acfg.importance!r}")
-    td_error_fn = None
-    if acfg.importance == "td_error":  # the agent's own TD error (protocol, jaxaug/types.py)
-      if agent is None:
-        from jaxaug.agents import get_agent  # pylint: disable=g-import-not-at-top
-        agent = get_agent(config.get("agent_name") or "sac")
-      td_error_fn = td_error_fn_of(agent, "config.atradiff.importance='td_error'")
-    terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)  # validates the field
-    if int(acfg.queue_size) <= 0 or int(acfg.generation_interval) <= 0:
-      raise ValueError(f"config.atradiff.queue_size and generation_interval must be positive, "
-                       f"got {acfg.queue_size} and {acfg.generation_interval}")
-    self.cfg = acfg
-    self.spec = spec
-    self.seed = int(config.seed)
-    self.rho = float(acfg.synthetic_ratio)
-    self.offline_ratio = float(offline_ratio)
-    self.batch_size = int(config.batch_size)
-    self.utd_ratio = int(config.utd_ratio)
-    self.max_episode_len = int(max_episode_len)
-    ds = offline_dataset if offline_dataset is not None else load_dataset(acfg.offline_dataset)
-    if (ds.obs_dim, ds.act_dim) != (spec.obs_dim, spec.act_dim):
-      raise ValueError(f"config.atradiff.offline_dataset {acfg.offline_dataset!r} has "
-                       f"obs/act dims {(ds.obs_dim, ds.act_dim)}, environment {spec.env_id} "
-                       f"has {(spec.obs_dim, spec.act_dim)}")
-    self.offline = offline
-    self.timings = {"pretrain_s": 0.0, "generation_s": 0.0, "adaptation_s": 0.0}
-    key = jax.random.fold_in(jax.random.key(self.seed), 0xA7D)
-    k_train, k_len, k_state = jax.random.split(key, 3)
-    t0 = time.time()
-    directory = acfg.diffuser_dir or (os.path.join(workdir, "atradiff_diffuser") if workdir
-                                      else "")
-    self.fingerprint = astore.fingerprint(ds, acfg.offline_dataset, acfg) if directory else None
-    length_fp = astore.length_fingerprint(acfg, config.env_id)
-    self.diffuser, meta = self._load_or_train(k_train, ds, directory)
-    spec_d = self.diffuser.spec
-    self.windows = adata.build_window_data(ds, self.diffuser.stats, spec_d.max_length)
-    tx = aadapt.make_adapt_optimizer(float(acfg.adapt_lr))
-    gen_params = tuple(g.ema_params for g in self.diffuser.generators)
-    self.state = AugState(
-        synthetic=replay.init_buffer(spec.obs_dim, spec.act_dim, int(acfg.synthetic_capacity)),
+  # ---------------------------------------------------------------------------- state
+  def init(self, const: AugConst, key: jax.Array) -> AugState:
+    k_gen, k_store = jax.random.split(key)
+    tx = aadapt.make_adapt_optimizer(self.adapt_lr)
+    gen_params = tuple(g.ema_params for g in const.diffuser.generators)
+    last = {"atradiff/mean_length": jnp.zeros((), jnp.float32)}
+    if self.adapt:
+      last["adapt/selected"] = jnp.zeros((), jnp.float32)
+      for k in self.lengths:
+        last[f"adapt/real_loss_k{k}"] = jnp.zeros((), jnp.float32)
+        last[f"adapt/distill_loss_k{k}"] = jnp.zeros((), jnp.float32)
+    return AugState(
+        synthetic=replay.init_buffer(self.spec.obs_dim, self.spec.act_dim,
+                                     self.synthetic_capacity),
         gen_params=gen_params, adapt_opt=tuple(tx.init(p) for p in gen_params),
-        td=aimp.init_importance(int(acfg.td_heap_size)),
-        reward=aimp.init_importance(int(acfg.reward_buffer_size)), key=k_state)
-    q = int(acfg.queue_size)
-    self.queue = np.zeros((q, spec.obs_dim), np.float32)  # host queue: one round's batch
-    self.queue_count = 0
-    self.episodes = np.zeros((MAX_PENDING_EPISODES, 3), np.float64)  # [first row, len, return]
-    self.episode_count = 0
-    self.episode_first_row = 0
-    self.episode_return = 0.0
-    self.counters = {"queued": 0, "rounds": 0, "early_rounds": 0, "trajectories": 0,
-                     "synthetic_transitions": 0, "adapt_rounds": 0, "clipped_rows": 0,
-                     "clipped_entries": 0}
-    self._last = {}
-    self._gen_fn = jax.jit(functools.partial(
-        _generation_round, terminal_fn=terminal_fn, max_action=float(spec.max_action),
-        clip_actions=bool(acfg.get("clip_actions", True))))
-    self._adapt_fn = jax.jit(functools.partial(
-        _adaptation_round, importance=acfg.importance, top_k=int(acfg.td_top_k)
-        if acfg.importance == "td_error" else int(acfg.reward_buffer_size),
-        adapt_steps=int(acfg.adapt_steps), batch_size=int(acfg.adapt_batch_size),
-        forgetting_weight=float(acfg.forgetting_weight), max_uses=int(acfg.reward_max_uses),
-        drop_prob=float(acfg.reward_drop_prob), task_id=int(acfg.task_id),
-        adapt_lr=float(acfg.adapt_lr), max_episode_len=self.max_episode_len,
-        td_error_fn=td_error_fn))
-    if float(acfg.expected_length) > 0:
-      self.expected_length = float(acfg.expected_length)
-    elif meta is not None and meta.get("length_fingerprint") == length_fp:
-      self.expected_length = float(meta["expected_length"])
-    else:  # new diffuser, or its stored L came from other sampler/pruner/termination settings
-      self.expected_length = self._preliminary_length(ds, k_len)
-    if meta is None and directory:
-      astore.save(directory, self.diffuser, self.fingerprint, self.expected_length, length_fp)
-    self.timings["pretrain_s"] = time.time() - t0
-    self.p_store = abuffer.store_probability(self.rho, self.expected_length)
-    logging.info("ATraDiff: L=%.2f, store probability %.4f, synthetic_ratio %.2f",
-                 self.expected_length, self.p_store, self.rho)
+        td=aimp.init_importance(self.td_heap_size),
+        reward=aimp.init_importance(self.reward_buffer_size), key=k_gen, store_key=k_store,
+        queue=jnp.zeros((self.queue_capacity, self.spec.obs_dim), jnp.float32),
+        queue_count=jnp.zeros((), jnp.int32),
+        counters={name: jnp.zeros((), jnp.int32) for name in COUNTERS}, last=last)
 
-  # -------------------------------------------------------------------------- pretraining
-  def _load_or_train(self, k_train, ds, directory):
-    """(diffuser, meta): restored from `directory` if it holds one trained on the same dataset
-    with the same diffuser config (else ValueError; meta has L), or newly trained."""
-    if directory:
-      diffuser, meta = astore.restore(directory, k_train, ds, self.cfg, self.fingerprint)
-      if diffuser is not None:
-        logging.info("ATraDiff: restored the diffuser from %s", directory)
-        return diffuser, meta
-    diffuser = adiff.train_diffuser(
-        k_train, ds, self.cfg,
-        log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
-    return diffuser, None
+  # ---------------------------------------------------------------------------- store
+  def store(self, aug: AugState, rows: Transitions, first_step: jax.Array) -> AugState:
+    """Queues the next states of `rows` (the env steps first_step, first_step + 1, ...) drawn
+    with the store probability; a state after a true terminal is never queued."""
+    n = rows.rewards.shape[0]
+    steps = first_step + jnp.arange(n, dtype=jnp.int32)
+    u = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(aug.store_key, t)))(steps)
+    take = ((u < self.store_probability) & (rows.terminals <= 0)
+            & (steps >= self.generation_start))
+    offset = aug.queue_count + jnp.cumsum(take.astype(jnp.int32)) - 1
+    dest = jnp.where(take, offset, self.queue_capacity)  # queue_capacity: not written
+    queue = aug.queue.at[dest].set(rows.next_observations.astype(jnp.float32), mode="drop")
+    count = jnp.minimum(aug.queue_count + jnp.sum(take, dtype=jnp.int32), self.queue_capacity)
+    counters = dict(aug.counters, queued=aug.counters["queued"] + jnp.sum(take, dtype=jnp.int32))
+    return aug.replace(queue=queue, queue_count=count, counters=counters)
 
-  def _preliminary_length(self, ds, key) -> float:
-    """L from preliminary generation (Sec. 4.2): mean kept transitions over offline start
-    states, with the same jitted call as the online rounds (one compilation for both)."""
-    acfg = self.cfg
-    rng = np.random.default_rng(self.seed)
-    n = min(int(acfg.preliminary_samples), len(ds))
-    starts = ds.observations[rng.choice(len(ds), size=n, replace=False)]
-    q = int(acfg.queue_size)
-    scratch = self.state.replace(key=key)
-    tasks = jnp.full((q,), int(acfg.task_id), jnp.int32)
-    lengths = []
-    for i in range(0, n, q):
-      chunk = np.zeros((q, self.spec.obs_dim), np.float32)
-      m = min(q, n - i)
-      chunk[:m] = starts[i:i + m]
-      valid = np.arange(q) < m
-      scratch, info = self._gen_fn(self.diffuser, scratch, jnp.asarray(chunk),
-                                   jnp.asarray(valid), tasks)
-      lengths.append(np.asarray(info["length"])[valid])
-    return max(float(np.mean(np.concatenate(lengths))), 1.0)
+  # ---------------------------------------------------------------------------- generation
+  def generation_round(self, aug: AugState, const: AugConst) -> AugState:
+    """Synthesises every queued state (routed by estimated length) and writes D_s."""
+    key, k = jax.random.split(aug.key)
+    tasks = jnp.full((self.queue_capacity,), self.task_id, jnp.int32)
+    synthetic, info = adiff.generate_into(
+        const.diffuser, aug.gen_params, aug.synthetic, k, aug.queue, aug.queue_count, tasks,
+        bucket_size=self.bucket_size, terminal_fn=self.terminal_fn,
+        max_action=float(self.spec.max_action), clip_actions=self.clip_actions)
+    c = aug.counters
+    n = aug.queue_count
+    counters = dict(c, rounds=c["rounds"] + 1, trajectories=c["trajectories"] + n,
+                    synthetic_transitions=c["synthetic_transitions"] + info["transitions"],
+                    generator_calls=c["generator_calls"] + info["chunks"],
+                    clipped_rows=c["clipped_rows"] + info["out_of_range_rows"],
+                    clipped_entries=c["clipped_entries"] + info["out_of_range_entries"])
+    mean_len = info["transitions"].astype(jnp.float32) / jnp.maximum(n, 1).astype(jnp.float32)
+    last = dict(aug.last)
+    last["atradiff/mean_length"] = jnp.where(n > 0, mean_len, aug.last["atradiff/mean_length"])
+    return aug.replace(synthetic=synthetic, key=key, queue_count=jnp.zeros((), jnp.int32),
+                       counters=counters, last=last)
 
-  # -------------------------------------------------------------------------- loop protocol
-  @property
-  def aux(self) -> dict:
-    aux = {"synthetic": self.state.synthetic}
-    if self.offline is not None and self.offline_ratio > 0:
-      aux["offline"] = self.offline
-    return aux
+  # ---------------------------------------------------------------------------- adaptation
+  def adaptation_round(self, aug: AugState, const: AugConst, buf: replay.ReplayBuffer,
+                       agent_state: Any) -> AugState:
+    """Updates the importance buffer from the newest `adapt_every` rows of D_o, picks the
+    samples and fine-tunes every generator (Sec. 4.3), in one call."""
+    spec = const.diffuser.spec
+    every = self.adapt_every
+    key, k_td, k_ref, k_pick, k_rot, k_gen = jax.random.split(aug.key, 6)
+    del k_pick
+    i = jnp.arange(every, dtype=jnp.int32)
+    new_rows = ((buf.ptr - every + i) % buf.capacity).astype(jnp.int32)
+    new_valid = (every - i) <= buf.size
+    td, rew = aimp.invalidate(aug.td, new_rows, new_valid), aimp.invalidate(
+        aug.reward, new_rows, new_valid)
+    if self.importance == "td_error":
+      pri = aimp.td_error(self.td_error_fn, agent_state, aimp.rows_of(buf, new_rows), k_td)
+      td = aimp.insert(td, new_rows, pri, new_valid)
+      td = aimp.refresh(td, aimp.td_error(self.td_error_fn, agent_state,
+                                          aimp.rows_of(buf, td.index), k_ref))
+      rows, valid, _ = aimp.select_top(td, self.td_top_k)
+    elif self.importance == "reward":
+      ep_rows, ep_return, ep_valid = episodes_from_flags(buf, every, self.max_episode_len)
+      rew = aimp.insert(rew, ep_rows, ep_return, ep_valid)
+      rows, valid, slots = aimp.select_top(rew, self.reward_buffer_size)
+    else:  # uniform over the newest rows
+      rows, valid = new_rows, new_valid
+    weights = valid.astype(jnp.float32)
+    tx = aadapt.make_adapt_optimizer(self.adapt_lr)
+    new_params, new_opt = [], []
+    last = dict(aug.last)
+    gen_keys = jax.random.split(k_gen, len(spec.lengths))
+    for j, (k_len, gen) in enumerate(zip(spec.lengths, const.diffuser.generators)):
+      def body(carry, kk, k_len=k_len, gen=gen):
+        params, opt = carry
+        k_b, k_a, k_s = jax.random.split(kk, 3)
+        total = weights.sum()  # uniform over the selected (valid) samples
+        probs = jnp.where(total > 0, weights / jnp.maximum(total, 1.0), 1.0 / rows.shape[0])
+        pick = jax.random.choice(k_b, rows.shape[0], (self.adapt_batch_size,), p=probs)
+        x, cond, w = aadapt.window_batch(buf, const.diffuser.stats, rows[pick], weights[pick],
+                                         k_len, spec.obs_dim, spec.num_tasks, self.task_id)
+        anchor = adata.sample_window_batch(const.windows, k_a, self.adapt_batch_size, k_len,
+                                           spec.obs_dim, spec.num_tasks)
+        params, opt, m = aadapt.adapt_step(params, opt, tx, gen, gen.ema_params, k_s, x, cond,
+                                           w, anchor["x"], anchor["cond"],
+                                           self.forgetting_weight)
+        return (params, opt), m
+      (p, o), ms = jax.lax.scan(body, (aug.gen_params[j], aug.adapt_opt[j]),
+                                jax.random.split(gen_keys[j], self.adapt_steps))
+      new_params.append(p)
+      new_opt.append(o)
+      for name, v in ms.items():
+        last[f"{name}_k{k_len}"] = v[-1].astype(jnp.float32)
+    if self.importance == "reward":
+      rew = aimp.rotate(rew, k_rot, slots, self.reward_max_uses, self.reward_drop_prob)
+    last["adapt/selected"] = jnp.sum(valid).astype(jnp.float32)
+    counters = dict(aug.counters, adapt_rounds=aug.counters["adapt_rounds"] + 1)
+    return aug.replace(gen_params=tuple(new_params), adapt_opt=tuple(new_opt), td=td,
+                       reward=rew, key=key, counters=counters, last=last)
 
-  def sample_fn(self, buf: replay.ReplayBuffer, key: jax.Array, n: int, aux: dict) -> Transitions:
-    """Jittable: minibatches of `batch_size`, each offline_ratio offline + the modified buffer."""
-    return make_modified_sample_fn(self.rho, self.offline_ratio, self.batch_size)(buf, key, n,
-                                                                                   aux)
+  # ---------------------------------------------------------------------------- host side
+  def rounds_due(self, done: int, num_envs: int) -> tuple[bool, bool]:
+    """(generation, adaptation) rounds after the loop iteration that ended at env step `done`
+    (it took num_envs env steps): a round is due when its period boundary was crossed."""
+    crossed = lambda every: done // every != (done - num_envs) // every
+    gen = done > self.generation_start and crossed(self.generation_interval)
+    ada = self.adapt and done >= self.adapt_start and crossed(self.adapt_every)
+    return gen, ada
 
-  def after_step(self, step: int, next_obs: np.ndarray, reward: float, terminated: bool,
-                 truncated: bool, agent_state: Any, buf: replay.ReplayBuffer) -> None:
-    """Called once per env step, after the transition was stored (step = index of that step)."""
-    acfg = self.cfg
-    row = step % buf.capacity
-    self.episode_return += float(reward)
-    if terminated or truncated:
-      if self.episode_count < MAX_PENDING_EPISODES:
-        first = self.episode_first_row
-        self.episodes[self.episode_count] = (first, (row - first) % buf.capacity + 1,
-                                             self.episode_return)
-        self.episode_count += 1
-      self.episode_first_row = (row + 1) % buf.capacity
-      self.episode_return = 0.0
-    if step >= int(acfg.generation_start) and not terminated and self._store_draw(step):
-      self._enqueue(next_obs)
-      if self.queue_count == len(self.queue):  # a full batch waits: generate now, drop nothing
-        self.generation_round()
-        self.counters["early_rounds"] += 1
-    done_steps = step + 1
-    if self.queue_count and done_steps % int(acfg.generation_interval) == 0:
-      self.generation_round()
-    if (acfg.adapt and done_steps >= int(acfg.adapt_start)
-        and done_steps % int(acfg.adapt_every) == 0):
-      self.adaptation_round(agent_state, buf, done_steps)
-
-  def _store_draw(self, step: int) -> bool:
-    return store_draw(self.seed, step, self.p_store)
-
-  def _enqueue(self, state: np.ndarray) -> None:
-    if self.queue_count == len(self.queue):  # after_step generates before this can happen
-      raise RuntimeError("ATraDiff generation queue is full; run generation_round() first")
-    self.counters["queued"] += 1
-    self.queue[self.queue_count] = np.asarray(state, np.float32)
-    self.queue_count += 1
-
-  def generation_round(self) -> dict:
-    """Synthesise every queued state (at most queue_size) in ONE jitted call."""
-    q = len(self.queue)
-    n = self.queue_count
-    batch = np.zeros((q, self.spec.obs_dim), np.float32)
-    batch[:n] = self.queue[:n]
-    valid = np.arange(q) < n
-    self.queue_count = 0
-    t0 = time.time()
-    tasks = jnp.full((q,), int(self.cfg.task_id), jnp.int32)
-    self.state, info = self._gen_fn(self.diffuser, self.state, jnp.asarray(batch),
-                                    jnp.asarray(valid), tasks)
-    lengths = np.asarray(info["length"])[valid]  # blocks: the round's cost is measured
-    self.timings["generation_s"] += time.time() - t0
-    self.counters["rounds"] += 1
-    self.counters["trajectories"] += int(n)
-    self.counters["synthetic_transitions"] += int(lengths.sum())
-    self.counters["clipped_rows"] += int(info["out_of_range_rows"])
-    self.counters["clipped_entries"] += int(info["out_of_range_entries"])
-    self._last["atradiff/mean_length"] = float(lengths.mean()) if n else 0.0
-    return {"length": lengths, "generator": np.asarray(info["generator"])[valid]}
-
-  def adaptation_round(self, agent_state: Any, buf: replay.ReplayBuffer, done_steps: int) -> dict:
-    every = int(self.cfg.adapt_every)
-    rows = (np.arange(done_steps - every, done_steps) % buf.capacity).astype(np.int32)
-    valid = np.arange(done_steps - every, done_steps) >= 0
-    t0 = time.time()
-    episodes = np.zeros((MAX_PENDING_EPISODES, 3), np.float32)
-    episodes[:self.episode_count] = self.episodes[:self.episode_count]
-    self.state, metrics = self._adapt_fn(self.diffuser, self.state, self.windows, buf,
-                                         agent_state, jnp.asarray(rows), jnp.asarray(valid),
-                                         jnp.asarray(episodes))
-    metrics = {k: float(v) for k, v in metrics.items()}
-    self.timings["adaptation_s"] += time.time() - t0
-    self.episode_count = 0
-    self.counters["adapt_rounds"] += 1
-    self._last.update(metrics)
-    return metrics
-
-  def metrics(self, real_size: int | None = None) -> dict:
-    out = {f"atradiff/{k}": float(v) for k, v in self.counters.items()}
-    out.update({f"atradiff/{k}": v for k, v in self.timings.items()})
-    syn = int(self.state.synthetic.size)
+  def metrics(self, aug: AugState, real_size: int | None = None) -> dict:
+    """Host metrics of `aug` (one device-to-host transfer)."""
+    host = jax.device_get({"counters": aug.counters, "last": aug.last,
+                           "size": aug.synthetic.size})
+    out = {f"atradiff/{k}": float(v) for k, v in host["counters"].items()}
+    out["atradiff/pretrain_s"] = self.pretrain_s
+    syn = int(host["size"])
     out["atradiff/synthetic_size"] = float(syn)
     if real_size:
       # realised |D_s| / |D_o| next to the target rho / (1 - rho) that Algorithm 1 aims at
       out["atradiff/synthetic_to_real"] = syn / real_size
-      out["atradiff/synthetic_to_real_target"] = self.rho / (1.0 - self.rho)
+      out["atradiff/synthetic_to_real_target"] = self.synthetic_ratio / (1.0 - self.synthetic_ratio)
     out["atradiff/expected_length"] = self.expected_length  # L (sets the store probability)
-    if self.counters["trajectories"]:  # the realised mean length l that L stands for
-      out["atradiff/realised_length"] = (self.counters["synthetic_transitions"]
-                                         / self.counters["trajectories"])
-    out.update(self._last)
+    if out["atradiff/trajectories"]:  # the realised mean length l that L stands for
+      out["atradiff/realised_length"] = (out["atradiff/synthetic_transitions"]
+                                         / out["atradiff/trajectories"])
+    out.update({k: float(v) for k, v in host["last"].items()})
     return out
 
-  # -------------------------------------------------------------------------- checkpointing
-  def state_dict(self) -> dict:
-    return {"state": self.state, "queue": self.queue,
-            "scalars": np.asarray([self.queue_count, self.episode_count, self.episode_first_row,
-                                   self.episode_return], np.float64),
-            "episodes": self.episodes,
-            "counters": np.asarray([self.counters[k] for k in sorted(self.counters)], np.int64)}
 
-  def load_state_dict(self, d: dict) -> None:
-    self.state = d["state"]
-    self.queue = np.array(d["queue"], np.float32)
-    qc, ec, first, ret = np.asarray(d["scalars"]).tolist()
-    self.queue_count, self.episode_count = int(qc), int(ec)
-    self.episode_first_row, self.episode_return = int(first), float(ret)
-    self.episodes = np.array(d["episodes"], np.float64)
-    for k, v in zip(sorted(self.counters), np.asarray(d["counters"]).tolist()):
-      self.counters[k] = int(v)
+def episodes_from_flags(buf: replay.ReplayBuffer, recent: int, max_episode_len: int):
+  """The rows of the episodes of D_o that ended within its newest `recent` rows, with each
+  row's episode return, read from the buffer's terminal/timeout flags (no host bookkeeping).
+
+  Returns (rows, returns, valid), each of static length recent + max_episode_len: the window of
+  newest rows that holds every such episode whole (an episode has at most max_episode_len rows).
+  """
+  w = recent + max_episode_len
+  i = jnp.arange(w, dtype=jnp.int32)
+  age = w - i  # 1 = the newest row
+  rows = ((buf.ptr - w + i) % buf.capacity).astype(jnp.int32)
+  exists = age <= buf.size
+  d = buf.data
+  ends = ((d.terminals[rows] > 0) | (d.timeouts[rows] > 0)) & exists
+  eid = jnp.cumsum(ends.astype(jnp.int32)) - ends.astype(jnp.int32)  # episode index in window
+  rewards = jnp.where(exists, d.rewards[rows], 0.0)
+  returns = jax.ops.segment_sum(rewards, eid, num_segments=w + 1)
+  recent_end = jax.ops.segment_max((ends & (age <= recent)).astype(jnp.int32), eid,
+                                   num_segments=w + 1) > 0
+  # the first segment may begin before the window (a partial episode): it cannot end within the
+  # newest `recent` rows unless it is whole, since episodes have at most max_episode_len rows
+  valid = exists & recent_end[eid]
+  return rows, returns[eid].astype(jnp.float32), valid
 
 
-def make_modified_sample_fn(synthetic_ratio: float, offline_ratio: float, batch_size: int):
-  """`sample_fn(buf, key, n, aux)` for the online loop: n = utd * batch_size rows, made of
-  utd minibatches; each minibatch has round(offline_ratio * batch_size) rows from aux['offline']
-  (if present) and the rest from D_o ∪ D_s (each row from aux['synthetic'] with probability
-  synthetic_ratio): `replay.sample_mixed` with a `replay.Blend` source."""
-  ratios = (offline_ratio, 1.0 - offline_ratio)
-  n_off = replay.mixed_counts(ratios, batch_size)[0]
+# ------------------------------------------------------------------------------- setup (host)
 
-  def sample_fn(buf, key, n, aux):
-    if n_off and "offline" not in aux:
-      raise ValueError("offline_ratio > 0 needs aux['offline'] (an offline dataset)")
-    online = replay.Blend(buf, aux["synthetic"], synthetic_ratio)
-    return replay.sample_mixed_n([aux.get("offline"), online], ratios, key, n, batch_size)
+def _keys(seed: int):
+  """(diffuser training, preliminary generation, AugState) keys of run `seed`."""
+  return jax.random.split(jax.random.fold_in(jax.random.key(int(seed)), 0xA7D), 3)
 
-  return sample_fn
+
+def state_key(seed: int) -> jax.Array:
+  """The key `ATraDiff.init` takes in run `seed`."""
+  return _keys(seed)[2]
+
+
+def setup(config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None, *,
+          num_envs: int = 1, max_episode_len: int = 1000, agent: Any = None
+          ) -> tuple[ATraDiff, AugConst]:
+  """Validates config.atradiff, trains or restores the diffuser, finds L; returns the run's
+  static settings and read-only arrays."""
+  acfg = config.atradiff
+  if acfg.importance not in IMPORTANCE:
+    raise ValueError(f"config.atradiff.importance must be one of {IMPORTANCE}, got "
+                     f"{acfg.importance!r}")
+  for name in ("bucket_size", "generation_interval", "synthetic_capacity"):
+    if int(acfg[name]) <= 0:
+      raise ValueError(f"config.atradiff.{name} must be positive, got {acfg[name]}")
+  if acfg.adapt and int(acfg.adapt_every) <= 0:
+    raise ValueError(f"config.atradiff.adapt_every must be positive, got {acfg.adapt_every}")
+  td_error_fn = None
+  if acfg.importance == "td_error":  # the agent's own TD error (protocol, jaxaug/types.py)
+    if agent is None:
+      from jaxaug.agents import get_agent  # pylint: disable=g-import-not-at-top
+      agent = get_agent(config.get("agent_name") or "sac")
+    td_error_fn = td_error_fn_of(agent, "config.atradiff.importance='td_error'")
+  terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)  # validates the field
+  ds = load_dataset(acfg.offline_dataset)
+  if (ds.obs_dim, ds.act_dim) != (spec.obs_dim, spec.act_dim):
+    raise ValueError(f"config.atradiff.offline_dataset {acfg.offline_dataset!r} has "
+                     f"obs/act dims {(ds.obs_dim, ds.act_dim)}, environment {spec.env_id} "
+                     f"has {(spec.obs_dim, spec.act_dim)}")
+  k_train, k_len, _ = _keys(int(config.seed))
+  t0 = time.time()
+  directory = acfg.diffuser_dir or (os.path.join(workdir, "atradiff_diffuser") if workdir
+                                    else "")
+  fingerprint = astore.fingerprint(ds, acfg.offline_dataset, acfg) if directory else None
+  length_fp = astore.length_fingerprint(acfg, config.env_id)
+  diffuser, meta = _load_or_train(k_train, ds, acfg, directory, fingerprint)
+  const = AugConst(diffuser=diffuser,
+                   windows=adata.build_window_data(ds, diffuser.stats, diffuser.spec.max_length))
+  settings = dict(
+      spec=spec, synthetic_ratio=float(acfg.synthetic_ratio), expected_length=1.0,
+      store_probability=0.0, synthetic_capacity=int(acfg.synthetic_capacity),
+      # one interval's stores at most (one per env step), so a round never drops a state
+      queue_capacity=int(acfg.generation_interval) + int(num_envs),
+      bucket_size=int(acfg.bucket_size), generation_interval=int(acfg.generation_interval),
+      generation_start=int(acfg.generation_start), task_id=int(acfg.task_id),
+      lengths=tuple(int(k) for k in acfg.lengths), terminal_fn=terminal_fn,
+      clip_actions=bool(acfg.get("clip_actions", True)), adapt=bool(acfg.adapt),
+      adapt_every=int(acfg.adapt_every), adapt_start=int(acfg.adapt_start),
+      adapt_steps=int(acfg.adapt_steps), adapt_batch_size=int(acfg.adapt_batch_size),
+      adapt_lr=float(acfg.adapt_lr), forgetting_weight=float(acfg.forgetting_weight),
+      importance=str(acfg.importance), td_heap_size=int(acfg.td_heap_size),
+      td_top_k=int(acfg.td_top_k), reward_buffer_size=int(acfg.reward_buffer_size),
+      reward_max_uses=int(acfg.reward_max_uses), reward_drop_prob=float(acfg.reward_drop_prob),
+      max_episode_len=int(max_episode_len), td_error_fn=td_error_fn)
+  if float(acfg.expected_length) > 0:
+    length = float(acfg.expected_length)
+  elif meta is not None and meta.get("length_fingerprint") == length_fp:
+    length = float(meta["expected_length"])
+  else:  # new diffuser, or its stored L came from other sampler/pruner/termination settings
+    length = preliminary_length(ATraDiff(**settings), const, ds, k_len, int(config.seed),
+                                int(acfg.preliminary_samples))
+  if meta is None and directory:
+    astore.save(directory, diffuser, fingerprint, length, length_fp)
+  settings.update(expected_length=length, pretrain_s=time.time() - t0,
+                  store_probability=abuffer.store_probability(float(acfg.synthetic_ratio),
+                                                              length))
+  atd = ATraDiff(**settings)
+  logging.info("ATraDiff: L=%.2f, store probability %.4f, synthetic_ratio %.2f", length,
+               atd.store_probability, atd.synthetic_ratio)
+  return atd, const
+
+
+def _load_or_train(k_train, ds, acfg, directory, fingerprint):
+  """(diffuser, meta): restored from `directory` if it holds one trained on the same dataset
+  with the same diffuser config (else ValueError; meta has L), or newly trained."""
+  if directory:
+    diffuser, meta = astore.restore(directory, k_train, ds, acfg, fingerprint)
+    if diffuser is not None:
+      logging.info("ATraDiff: restored the diffuser from %s", directory)
+      return diffuser, meta
+  diffuser = adiff.train_diffuser(
+      k_train, ds, acfg, log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
+  return diffuser, None
+
+
+def preliminary_length(atd: ATraDiff, const: AugConst, ds: OfflineDataset, key: jax.Array,
+                       seed: int, num_samples: int) -> float:
+  """L from preliminary generation (Sec. 4.2): the mean kept transitions over offline start
+  states, generated as one round of the online loop (same routing and settings)."""
+  rng = np.random.default_rng(seed)
+  n = min(int(num_samples), len(ds))
+  starts = ds.observations[rng.choice(len(ds), size=n, replace=False)].astype(np.float32)
+  scratch = replay.init_buffer(atd.spec.obs_dim, atd.spec.act_dim, 1)
+  gen_params = tuple(g.ema_params for g in const.diffuser.generators)
+  fn = jax.jit(lambda c, p, q, k: adiff.generate_into(
+      c.diffuser, p, scratch, k, q, jnp.int32(n), jnp.full((n,), atd.task_id, jnp.int32),
+      bucket_size=atd.bucket_size, terminal_fn=atd.terminal_fn,
+      max_action=float(atd.spec.max_action), clip_actions=atd.clip_actions)[1]["length"])
+  lengths = np.asarray(fn(const, gen_params, jnp.asarray(starts), key))
+  return max(float(np.mean(lengths)), 1.0)
