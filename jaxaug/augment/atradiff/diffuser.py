@@ -1,17 +1,20 @@
 """ATraDiff's diffuser: M state-conditioned EDM generators of fixed lengths k, a length
-estimator and the pruner, and the one batched synthesis call (ATraDiff Sec. 4.1-4.2, App. A.2).
+estimator and the pruner, and the batched generation calls (ATraDiff Sec. 4.1-4.2, App. A.2).
 
 Each generator models windows x = k rows of [s, a, r] (flattened, k * D values) conditioned on
 the window's first state (and optionally a one-hot task id), with SynthER's residual-MLP
 denoiser (App. A.2: "we directly refer to the architecture used in SynthER") trained by the EDM
 learner of `jaxaug.diffusion.train`.
 
-`synthesize` turns a fixed-size queue of start states into synthetic transitions in ONE jitted
-call: it estimates each state's needed length, runs every generator on the whole queue (a static
-Python loop over the M lengths: under jit, per-state routing to one generator would need
-data-dependent shapes; with M = 5 small generators the extra evaluations are cheaper than M
-dispatches), picks each state's generator, prunes, and flattens the kept transitions with a
-validity mask. The first generated state is replaced by the true start state (s_1 = s').
+`generate_into` is one online generation round in ONE jittable call: it estimates each queued
+start state's needed length, routes the state to the generator of that length, samples each
+generator only on the states routed to it (fixed-size chunks in a while_loop, so shapes stay
+static while the per-generator counts are data-dependent), prunes, and appends the kept
+transitions to the synthetic replay buffer. The first generated state is replaced by the true
+start state (s_1 = s'). `synthesize` is the unrouted reference (every generator on the whole
+queue, then the chosen one picked per state: M - 1 of every M sampled windows are thrown
+away). Both share one copy
+of the per-trajectory post-processing (`finish_trajectories`).
 
 Rewards of synthetic transitions are the generated ones (ICML version, Sec. 4.1: the diffuser
 produces states, actions and rewards); the ICLR version queried the true environment instead.
@@ -36,6 +39,7 @@ import numpy as np
 from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import length as alength
 from jaxaug.augment.atradiff import pruner
+from jaxaug.data import replay
 from jaxaug.data.dataset import OfflineDataset, Transitions
 from jaxaug.data.normalize import NormStats
 from jaxaug.diffusion import samplers
@@ -120,51 +124,18 @@ def train_diffuser(key: jax.Array, ds: OfflineDataset, config: ml_collections.Co
                    task_ids: np.ndarray | None = None,
                    log_fn: Callable[[str, int, float], None] | None = None,
                    train: bool = True) -> Diffuser:
-  """Trains the M generators and the length estimator on `ds` (Sec. 4.1).
+  """Trains the M generators and the length estimator on `ds` (Sec. 4.1), in memory.
 
-  With train=False only initialises them (a restore target of the right structure).
+  Runs the stages of jaxaug.augment.atradiff.training (one run_training run per generator, then
+  the estimator) without a directory: nothing is written or resumed (`training.train_or_restore`
+  is the resumable form). With train=False only initialises them (a restore target of the
+  right structure). `log_fn(name, steps, value)` receives each stage's final loss.
   """
-  spec = spec_from_config(config, ds.obs_dim, ds.act_dim)
-  stats = adata.fit_row_stats(ds)
-  windows = adata.build_window_data(ds, stats, spec.max_length, task_ids)
-  dcfg = diffusion_config(config)
-  batch_size = int(config.generator_batch_size)
-  steps = int(config.generator_steps)
-  chunk = max(1, min(int(config.steps_per_dispatch), steps))
-  keys = jax.random.split(key, len(spec.lengths) + 1)
-  gens = []
-  for k_len, gkey in zip(spec.lengths, keys[:-1]):
-    sample = lambda kk, k_len=k_len: adata.sample_window_batch(
-        windows, kk, batch_size, k_len, spec.obs_dim, spec.num_tasks)
-    k_init, k_train = jax.random.split(gkey)
-    state = dtrain.init(k_init, sample(k_init), dcfg)
-    multi = jax.jit(dtrain.make_multi_update(chunk, sample))
-    done = 0
-    while train and done < steps:
-      k_train, k = jax.random.split(k_train)
-      state, m = multi(state, k)
-      done += chunk
-      if log_fn is not None:
-        log_fn(f"generator_k{k_len}/loss", done, float(m["loss"]))
-    gens.append(state)
-
-  est = alength.init_estimator(keys[-1], spec.cond_dim, spec.lengths,
-                               tuple(config.estimator_hidden_dims),
-                               float(config.estimator_lr))
-
-  def est_step(s, kk):
-    index = jax.random.randint(kk, (batch_size,), 0, windows.starts.shape[0])
-    first = windows.rows[windows.starts[index], :spec.obs_dim]
-    cond = adata.make_condition(first, windows.task_ids[index], spec.num_tasks)
-    return alength.update(s, cond, windows.remaining[index])
-
-  est_steps = int(config.estimator_steps)
-  if train and est_steps > 0:
-    est, losses = jax.jit(lambda s, kk: jax.lax.scan(est_step, s, jax.random.split(kk, est_steps)))(
-        est, jax.random.fold_in(keys[-1], 1))
-    if log_fn is not None:
-      log_fn("estimator/loss", est_steps, float(losses[-1]))
-  return Diffuser(generators=tuple(gens), estimator=est, stats=stats, spec=spec)
+  from jaxaug.augment.atradiff import training  # pylint: disable=g-import-not-at-top
+  if not train:
+    return training.init_diffuser(key, ds, config, task_ids)
+  diffuser, _ = training.train_stages(config, ds, key, None, task_ids=task_ids, log_fn=log_fn)
+  return diffuser
 
 
 # ---------------------------------------------------------------------------------- synthesis
@@ -181,21 +152,36 @@ def _inpaint_first_state(den, first: jax.Array):
   return wrapped
 
 
+def chunk_key(key: jax.Array, generator: int | jax.Array, chunk: int | jax.Array) -> jax.Array:
+  """Sampling key of one generator call: chunk `chunk` of generator `generator` (its index in
+  `spec.lengths`) within the generation call keyed by `key`.
+
+  `generate_windows` / `synthesize` sample generator j once on the whole queue with chunk 0's
+  key, so a routed call (`generate_into`) whose single chunk of generator j holds the same
+  states in the same order draws exactly the same noise."""
+  return jax.random.fold_in(jax.random.fold_in(key, generator), chunk)
+
+
+def sample_generator(diffuser: Diffuser, j: int, key: jax.Array, cond: jax.Array,
+                     params=None) -> jax.Array:
+  """Generator j (static index) alone on a batch of conditions: normalised windows (B, k_j, D).
+  `params`: the generator's sampling parameters (None: its EMA parameters)."""
+  spec = diffuser.spec
+  k_len = spec.lengths[j]
+  den = dtrain.denoiser(diffuser.generators[j], ema=True, params=params)
+  if spec.inpaint_first_state:
+    den = _inpaint_first_state(den, cond[:, :spec.obs_dim])
+  x = samplers.heun_sample(den, key, (cond.shape[0], k_len * spec.row_dim), spec.sampler,
+                           cond=cond)
+  return x.reshape(cond.shape[0], k_len, spec.row_dim)
+
+
 def generate_windows(diffuser: Diffuser, key: jax.Array, cond: jax.Array,
                      generator_params: tuple | None = None) -> list[jax.Array]:
   """Every generator on the whole batch: list of normalised windows (B, k, D), one per length."""
-  spec = diffuser.spec
-  b = cond.shape[0]
-  keys = jax.random.split(key, len(spec.lengths))
-  out = []
-  for j, (k_len, gen) in enumerate(zip(spec.lengths, diffuser.generators)):
-    params = None if generator_params is None else generator_params[j]
-    den = dtrain.denoiser(gen, ema=True, params=params)
-    if spec.inpaint_first_state:
-      den = _inpaint_first_state(den, cond[:, :spec.obs_dim])
-    x = samplers.heun_sample(den, keys[j], (b, k_len * spec.row_dim), spec.sampler, cond=cond)
-    out.append(x.reshape(b, k_len, spec.row_dim))
-  return out
+  m = len(diffuser.spec.lengths)
+  params = (None,) * m if generator_params is None else tuple(generator_params)
+  return [sample_generator(diffuser, j, chunk_key(key, j, 0), cond, params[j]) for j in range(m)]
 
 
 def condition(diffuser: Diffuser, start_states: jax.Array,
@@ -208,21 +194,76 @@ def condition(diffuser: Diffuser, start_states: jax.Array,
   return adata.make_condition(s_norm, task_ids, spec.num_tasks)
 
 
-def terminal_fn_from_config(config: ml_collections.ConfigDict, env_id: str):
-  """`config.atradiff.terminal_fn`: "env" -> the environment's termination rule, "none" -> None.
+def route(diffuser: Diffuser, cond: jax.Array) -> jax.Array:
+  """(B,) int32 index into `spec.lengths` of each state's generator: the length estimator's
+  needed length rounded up to a preset (Sec. 4.1)."""
+  return alength.round_up_to_preset(alength.predict(diffuser.estimator, cond),
+                                    diffuser.spec.lengths)
 
-  A config without the field (written before it existed) means "none", the old behaviour."""
-  mode = config.get("terminal_fn", "none")
-  if mode not in ("env", "none"):
-    raise ValueError(f"config.atradiff.terminal_fn must be 'env' or 'none', got {mode!r}")
-  return termination.termination_fn(env_id) if mode == "env" else None
+
+def kept_lengths(diffuser: Diffuser, windows: jax.Array) -> jax.Array:
+  """The pruner on normalised windows (B, k, D): (B,) transitions to keep (1..k-1)."""
+  spec = diffuser.spec
+  return pruner.prune_lengths(windows[:, :, :spec.obs_dim], spec.prune_min_gap, spec.prune_rule)
+
+
+def finish_trajectories(diffuser: Diffuser, windows: jax.Array, kept: jax.Array,
+                        start_states: jax.Array, valid: jax.Array,
+                        terminal_fn: Callable[[jax.Array], jax.Array] | None = None,
+                        max_action: float | None = None, clip_actions: bool = True):
+  """Per-trajectory post-processing shared by `synthesize` and `generate_into`.
+
+  windows (B, k, D) normalised, kept (B,) pruned lengths, start_states (B, obs_dim) raw, valid
+  (B,) bool. Denormalises, imposes the true start state on row 0 (s_1 = s'), ends a trajectory
+  at its first terminal transition under `terminal_fn` (stored with terminal = 1), flags the
+  last kept transition of every other trajectory as a timeout, counts (and with
+  `clip_actions` clips) actions outside [-max_action, max_action].
+
+  Returns (transitions with B * (k - 1) rows, row b * (k - 1) + i being transition i of
+  trajectory b; mask (B * (k - 1),) rows to store; info {'length': (B,) kept transitions, 0
+  where invalid; with max_action 'out_of_range_rows' / 'out_of_range_entries' counted on the
+  stored rows before clipping}).
+  """
+  spec = diffuser.spec
+  b, k = windows.shape[:2]
+  length = jnp.where(valid, kept, 0)
+  raw = windows * diffuser.stats.std + diffuser.stats.mean
+  states = raw[:, :, :spec.obs_dim].at[:, 0].set(start_states)
+  actions = raw[:, :-1, spec.obs_dim:spec.obs_dim + spec.act_dim]
+  rewards = raw[:, :-1, -1]
+  j = jnp.arange(k - 1)[None, :]
+  terminals = jnp.zeros((b, k - 1), bool)
+  if terminal_fn is not None:
+    term = terminal_fn(states[:, 1:])  # (B, k-1): transition j ends in a terminal state
+    first = jnp.where(term.any(axis=1), jnp.argmax(term, axis=1), k)
+    length = jnp.minimum(length, first + 1)  # nothing is stored after a terminal
+    terminals = term & (j == first[:, None])
+  mask = j < length[:, None]
+  terminals = terminals & mask  # a terminal after the pruned end is not stored
+  info = {"length": length}
+  if max_action is not None:
+    outside = (jnp.abs(actions) > max_action) & mask[:, :, None]
+    info["out_of_range_entries"] = jnp.sum(outside, dtype=jnp.int32)
+    info["out_of_range_rows"] = jnp.sum(outside.any(axis=-1), dtype=jnp.int32)
+    if clip_actions:
+      actions = jnp.clip(actions, -max_action, max_action)
+  last = (j == (length[:, None] - 1)) & ~terminals
+  n = b * (k - 1)
+  flat = lambda x: x.reshape((n,) + x.shape[2:])
+  transitions = Transitions(
+      observations=flat(states[:, :-1]), actions=flat(actions), rewards=flat(rewards),
+      next_observations=flat(states[:, 1:]), terminals=flat(terminals.astype(jnp.float32)),
+      timeouts=flat(last.astype(jnp.float32)))
+  return transitions, flat(mask), info
 
 
 def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, valid: jax.Array,
                task_ids: jax.Array | None = None,
                terminal_fn: Callable[[jax.Array], jax.Array] | None = None,
                max_action: float | None = None, clip_actions: bool = True):
-  """Synthetic trajectories from a queue of raw start states, in one call (jit it).
+  """Synthetic trajectories from a queue of raw start states, every generator on every state
+  (jit it). The unrouted reference of `generate_into`, which samples only the chosen generator
+  per state; kept for analyses that look at the flat output (experiments/atradiff_quality.py).
 
   Args:
     start_states: (Q, obs_dim) raw states s' (the queue, padded to a fixed size).
@@ -250,46 +291,94 @@ def synthesize(diffuser: Diffuser, key: jax.Array, start_states: jax.Array, vali
   q = start_states.shape[0]
   kmax = spec.max_length
   cond = condition(diffuser, start_states, task_ids)
-  # 1. Needed length, rounded up to a preset (length estimator).
-  choice = alength.round_up_to_preset(alength.predict(diffuser.estimator, cond), spec.lengths)
-  # 2. Every generator on the whole queue; 3. prune each; 4. pick the chosen one per state.
-  windows = generate_windows(diffuser, key, cond)
+  choice = route(diffuser, cond)
   padded, kept = [], []
-  for k_len, w in zip(spec.lengths, windows):
-    kept.append(pruner.prune_lengths(w[:, :, :spec.obs_dim], spec.prune_min_gap,
-                                     spec.prune_rule))
-    if k_len < kmax:
+  for k_len, w in zip(spec.lengths, generate_windows(diffuser, key, cond)):
+    kept.append(kept_lengths(diffuser, w))
+    if k_len < kmax:  # rows past k_len - 1 are never stored (kept <= k_len - 1)
       w = jnp.concatenate([w, jnp.repeat(w[:, -1:], kmax - k_len, axis=1)], axis=1)
     padded.append(w)
-  stacked = jnp.stack(padded)  # (M, Q, K, D)
-  w = stacked[choice, jnp.arange(q)]  # (Q, K, D)
+  w = jnp.stack(padded)[choice, jnp.arange(q)]  # (Q, K, D)
   length = jnp.stack(kept)[choice, jnp.arange(q)]
-  length = jnp.where(valid, length, 0)
-  raw = w * diffuser.stats.std + diffuser.stats.mean
-  states = raw[:, :, :spec.obs_dim].at[:, 0].set(start_states)
-  actions = raw[:, :-1, spec.obs_dim:spec.obs_dim + spec.act_dim]
-  rewards = raw[:, :-1, -1]
-  j = jnp.arange(kmax - 1)[None, :]
-  terminals = jnp.zeros((q, kmax - 1), bool)
-  if terminal_fn is not None:
-    term = terminal_fn(states[:, 1:])  # (Q, K-1): transition j ends in a terminal state
-    first = jnp.where(term.any(axis=1), jnp.argmax(term, axis=1), kmax)
-    length = jnp.minimum(length, first + 1)  # nothing is stored after a terminal
-    terminals = term & (j == first[:, None])
-  mask = j < length[:, None]
-  terminals = terminals & mask  # a terminal after the pruned end is not stored
-  info = {"length": length, "generator": choice}
+  transitions, mask, info = finish_trajectories(diffuser, w, length, start_states, valid,
+                                                terminal_fn, max_action, clip_actions)
+  info["generator"] = choice
+  return transitions, mask, info
+
+
+def generate_into(diffuser: Diffuser, gen_params: tuple | None, synthetic: replay.ReplayBuffer,
+                  key: jax.Array, queue: jax.Array, count: jax.Array,
+                  task_ids: jax.Array | None, *, bucket_size: int,
+                  terminal_fn: Callable[[jax.Array], jax.Array] | None = None,
+                  max_action: float | None = None, clip_actions: bool = True):
+  """One generation round, routed: each start state is sampled by its chosen generator only,
+  and the kept transitions are written into `synthetic` (pure; jit it with `bucket_size`,
+  `terminal_fn`, `max_action`, `clip_actions` static).
+
+  The first `count` rows of `queue` (Qc, obs_dim) are the round's raw start states. Each goes
+  to the generator the length estimator selects (`route`). For generator j (a static loop over
+  the M lengths) the n_j states routed to it are processed in queue order, in ceil(n_j /
+  bucket_size) chunks of `bucket_size` (a while_loop: n_j is traced, the shapes are not), each
+  chunk sampled with `chunk_key(key, j, chunk)`, pruned, post-processed by
+  `finish_trajectories` (the same code `synthesize` uses) and appended with
+  `replay.add_masked`. Every valid state is generated in this call; the sampled work is
+  sum_j ceil(n_j / bucket_size) * bucket_size trajectories instead of M * Qc.
+
+  Write order: generator by generator (in `spec.lengths` order), within a generator in queue
+  order, each trajectory's kept transitions consecutively.
+
+  `gen_params`: per-generator sampling parameters (tuple of M; online adaptation's), None for
+  the generators' EMA parameters. `task_ids`: (Qc,) int32 (used with num_tasks > 0).
+
+  Returns (synthetic, info) with device values only: 'length' (Qc,) kept transitions per queue
+  slot (0 for slots >= count), 'generator' (Qc,) chosen generator index (-1 for slots >=
+  count), 'trajectories' (valid states), 'transitions' (rows written), 'chunks' (generator
+  calls run), with max_action also 'out_of_range_rows' / 'out_of_range_entries' (counted
+  before clipping, as in `synthesize`).
+  """
+  spec = diffuser.spec
+  m = len(spec.lengths)
+  b = int(bucket_size)
+  if b < 1:
+    raise ValueError(f"generate_into: bucket_size must be a positive integer, got {bucket_size}")
+  if gen_params is None:
+    gen_params = (None,) * m
+  elif len(gen_params) != m:
+    raise ValueError(f"generate_into: gen_params has {len(gen_params)} entries, expected one per "
+                     f"generator length {spec.lengths}")
+  qc = queue.shape[0]
+  padded_q = -(-qc // b) * b  # chunk starts never run past the index list
+  valid = jnp.arange(qc) < count
+  cond = condition(diffuser, queue, task_ids)
+  choice = route(diffuser, cond)
+  zero = jnp.zeros((), jnp.int32)
+  carry = (synthetic, jnp.zeros((qc,), jnp.int32), zero, zero, zero)  # buf, length, oor x2, chunks
+  for j in range(m):
+    member = valid & (choice == j)
+    n_j = jnp.sum(member, dtype=jnp.int32)
+    order = jnp.nonzero(member, size=padded_q, fill_value=0)[0].astype(jnp.int32)
+    num_chunks = (n_j + b - 1) // b
+
+    def body(state, j=j, n_j=n_j, order=order):
+      c, (buf, length, oor_rows, oor_entries, chunks) = state
+      idx = jax.lax.dynamic_slice(order, (c * b,), (b,))
+      ok = c * b + jnp.arange(b) < n_j
+      w = sample_generator(diffuser, j, chunk_key(key, j, c), cond[idx], gen_params[j])
+      tr, mask, inf = finish_trajectories(diffuser, w, kept_lengths(diffuser, w), queue[idx],
+                                          ok, terminal_fn, max_action, clip_actions)
+      buf = replay.add_masked(buf, tr, mask)
+      length = length.at[jnp.where(ok, idx, qc)].set(inf["length"], mode="drop")
+      if max_action is not None:
+        oor_rows = oor_rows + inf["out_of_range_rows"]
+        oor_entries = oor_entries + inf["out_of_range_entries"]
+      return c + 1, (buf, length, oor_rows, oor_entries, chunks + 1)
+
+    _, carry = jax.lax.while_loop(lambda s, n=num_chunks: s[0] < n, body, (zero, carry))
+  synthetic, length, oor_rows, oor_entries, chunks = carry
+  info = {"length": length, "generator": jnp.where(valid, choice, -1),
+          "trajectories": jnp.sum(valid, dtype=jnp.int32),
+          "transitions": jnp.sum(length, dtype=jnp.int32), "chunks": chunks}
   if max_action is not None:
-    outside = (jnp.abs(actions) > max_action) & mask[:, :, None]
-    info["out_of_range_entries"] = jnp.sum(outside, dtype=jnp.int32)
-    info["out_of_range_rows"] = jnp.sum(outside.any(axis=-1), dtype=jnp.int32)
-    if clip_actions:
-      actions = jnp.clip(actions, -max_action, max_action)
-  last = (j == (length[:, None] - 1)) & ~terminals
-  n = q * (kmax - 1)
-  flat = lambda x: x.reshape((n,) + x.shape[2:])
-  transitions = Transitions(
-      observations=flat(states[:, :-1]), actions=flat(actions), rewards=flat(rewards),
-      next_observations=flat(states[:, 1:]), terminals=flat(terminals.astype(jnp.float32)),
-      timeouts=flat(last.astype(jnp.float32)))
-  return transitions, flat(mask), info
+    info["out_of_range_rows"] = oor_rows
+    info["out_of_range_entries"] = oor_entries
+  return synthetic, info
