@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxaug.augment import chunks
 from jaxaug.data.dataset import OfflineDataset
+from jaxaug.data.normalize import NormStats
 from jaxaug.diffusion import samplers
 from jaxaug.diffusion import train as dtrain
 
@@ -61,7 +62,8 @@ def prepare(dataset: OfflineDataset, config) -> RowData:
   if len(dataset) == 0:
     raise ValueError(f"{dataset.source}: empty dataset")
   rows = raw_rows(dataset).astype(np.float64)
-  mean, std = rows.mean(0), rows.std(0) + float(config.synther.normalizer_eps)
+  stats = NormStats.fit(rows, float(config.synther.normalizer_eps), dtype=np.float64)
+  mean, std = stats.mean, stats.std
   mean[-1], std[-1] = 0.0, 1.0  # done is not normalised
   z = ((rows - mean) / std).astype(np.float32)
   return RowData(rows=jnp.asarray(z), mean=jnp.asarray(mean, jnp.float32),

@@ -36,13 +36,23 @@ class NormStats(flax.struct.PyTreeNode):
   std: jax.Array
 
   @classmethod
-  def fit(cls, x, eps: float = 1e-3) -> "NormStats":
-    """Fits to rows of `x` (N, dim): mean and std + eps (CORL's TD3+BC convention)."""
+  def fit(cls, x, eps: float = 1e-3, dtype=np.float32) -> "NormStats":
+    """Fits to rows of `x` (N, dim): mean and std + eps (CORL's TD3+BC convention), computed in
+    `dtype` (float32; GTA's and SynthER's row normalisers fit numpy rows in float64)."""
     xp = _xp(x)
-    x = xp.asarray(x, dtype=xp.float32)
+    x = xp.asarray(x, dtype=dtype)
     if x.ndim != 2 or x.shape[0] == 0:
       raise ValueError(f"NormStats.fit needs a non-empty (N, dim) array, got shape {x.shape}")
     return cls(mean=x.mean(axis=0), std=x.std(axis=0) + eps)
+
+  @classmethod
+  def concat(cls, parts: "list[NormStats]") -> "NormStats":
+    """Stats of the column blocks `parts`, side by side (numpy)."""
+    return cls(mean=np.concatenate([np.asarray(p.mean) for p in parts]),
+               std=np.concatenate([np.asarray(p.std) for p in parts]))
+
+  def astype(self, dtype) -> "NormStats":
+    return NormStats(mean=self.mean.astype(dtype), std=self.std.astype(dtype))
 
   @classmethod
   def identity(cls, dim: int) -> "NormStats":

@@ -12,9 +12,9 @@ What is fine-tuned are the parameters generation uses (the EMA parameters of the
 learner), with their own Adam optimiser (`adapt_lr`): the offline learner's cosine schedule has
 decayed to zero by then, and an EMA would hide a few hundred adaptation steps.
 
-Real windows are cut from D_o's ring exactly like the offline windows (data.py): rows from the
-start row until the episode's end (terminal or timeout flag), then the final next state with zero
-action and reward. A window that reaches the newest row before its episode ended is incomplete
+Real windows are cut from D_o's ring exactly like the offline windows (jaxaug.data.windows, the
+same `assemble`): rows from the start row until the episode's end (terminal or timeout flag), then
+the final next state with zero action and reward. A window that reaches the newest row before its episode ended is incomplete
 and gets weight 0.
 """
 
@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxaug.augment.atradiff import data as adata
-from jaxaug.data import replay
+from jaxaug.data import replay, windows
 from jaxaug.diffusion import edm
 from jaxaug.diffusion import train as dtrain
 
@@ -44,13 +43,12 @@ def real_windows(buf: replay.ReplayBuffer, rows: jax.Array, length: int):
   age = jnp.where(buf.size < cap, jnp.minimum(age, buf.size - 1 - rows), age)
   complete = (jnp.minimum(first_end, length - 1) <= age) & (rows >= 0) & (rows < buf.size)
   end_row = (rows + jnp.minimum(first_end, length - 1)) % cap
-  final_state = d.next_observations[end_row]  # (B, obs)
-  after = j > first_end[:, None]  # (B, length): padded rows
-  states = jnp.where(after[..., None], final_state[:, None], d.observations[r])
-  actions = jnp.where(after[..., None], 0.0, d.actions[r])
-  rewards = jnp.where(after, 0.0, d.rewards[r])
-  x = jnp.concatenate([states, actions, rewards[..., None]], axis=-1)
-  return x, complete
+  final = jnp.concatenate([d.next_observations[end_row],
+                           jnp.zeros((rows.shape[0], d.actions.shape[-1] + 1), d.rewards.dtype)],
+                          axis=-1)
+  x = jnp.concatenate([d.observations[r], d.actions[r], d.rewards[r][..., None]], axis=-1)
+  # rows after the episode's end hold the final state with zero action and reward
+  return windows.assemble(x, j <= first_end[:, None], final), complete
 
 
 def make_adapt_optimizer(learning_rate: float) -> optax.GradientTransformation:
@@ -89,7 +87,7 @@ def window_batch(buf, stats, rows, weights, length: int, obs_dim: int, num_tasks
                  task_id: int):
   """Normalised flat real windows + condition + weights (incomplete windows weigh 0)."""
   x, complete = real_windows(buf, rows, length)
-  x = (x - stats.mean) / stats.std
+  x = stats.normalize(x)
   b = rows.shape[0]
-  cond = adata.make_condition(x[:, 0, :obs_dim], jnp.full((b,), task_id, jnp.int32), num_tasks)
+  cond = windows.make_condition(x[:, 0, :obs_dim], jnp.full((b,), task_id, jnp.int32), num_tasks)
   return x.reshape(b, -1), cond, weights * complete.astype(jnp.float32)
