@@ -54,7 +54,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxaug.agents.presets import DEFAULT_DATA_DIR
-from jaxaug.augment.atradiff.online import get_config as atradiff_config
+from jaxaug.augment.atradiff.online import get_config as _online_atradiff_config
 from jaxaug.configs_io import load_config_file
 
 ENVS = ("hopper", "halfcheetah", "walker2d")
@@ -84,6 +84,17 @@ FIXES = {
     "prune_rule": "signed",
 }
 PAPER_ENV_STEPS = 250_000  # Sec. 5.1 (SAC, REDQ) and Fig. 4's locomotion panel (RLPD)
+
+
+def atradiff_config() -> ml_collections.ConfigDict:
+  """config.atradiff, plus the cadence of the diffuser's training stages (updates between
+  logged losses and between checkpoints; 0 = only at the end of a stage). They change nothing
+  that is trained (jaxaug.augment.atradiff.training rounds them to whole dispatches)."""
+  a = _online_atradiff_config()
+  for name, value in (("generator_log_every", 1000), ("generator_checkpoint_every", 5000)):
+    if name not in a:  # the online config may come to define them
+      a[name] = value
+  return a
 
 
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:

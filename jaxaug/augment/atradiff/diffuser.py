@@ -124,51 +124,18 @@ def train_diffuser(key: jax.Array, ds: OfflineDataset, config: ml_collections.Co
                    task_ids: np.ndarray | None = None,
                    log_fn: Callable[[str, int, float], None] | None = None,
                    train: bool = True) -> Diffuser:
-  """Trains the M generators and the length estimator on `ds` (Sec. 4.1).
+  """Trains the M generators and the length estimator on `ds` (Sec. 4.1), in memory.
 
-  With train=False only initialises them (a restore target of the right structure).
+  Runs the stages of jaxaug.augment.atradiff.training (one run_training run per generator, then
+  the estimator) without a directory: nothing is written or resumed (`training.train_or_restore`
+  is the resumable form). With train=False only initialises them (a restore target of the
+  right structure). `log_fn(name, steps, value)` receives each stage's final loss.
   """
-  spec = spec_from_config(config, ds.obs_dim, ds.act_dim)
-  stats = adata.fit_row_stats(ds)
-  windows = adata.build_window_data(ds, stats, spec.max_length, task_ids)
-  dcfg = diffusion_config(config)
-  batch_size = int(config.generator_batch_size)
-  steps = int(config.generator_steps)
-  chunk = max(1, min(int(config.steps_per_dispatch), steps))
-  keys = jax.random.split(key, len(spec.lengths) + 1)
-  gens = []
-  for k_len, gkey in zip(spec.lengths, keys[:-1]):
-    sample = lambda kk, k_len=k_len: adata.sample_window_batch(
-        windows, kk, batch_size, k_len, spec.obs_dim, spec.num_tasks)
-    k_init, k_train = jax.random.split(gkey)
-    state = dtrain.init(k_init, sample(k_init), dcfg)
-    multi = jax.jit(dtrain.make_multi_update(chunk, sample))
-    done = 0
-    while train and done < steps:
-      k_train, k = jax.random.split(k_train)
-      state, m = multi(state, k)
-      done += chunk
-      if log_fn is not None:
-        log_fn(f"generator_k{k_len}/loss", done, float(m["loss"]))
-    gens.append(state)
-
-  est = alength.init_estimator(keys[-1], spec.cond_dim, spec.lengths,
-                               tuple(config.estimator_hidden_dims),
-                               float(config.estimator_lr))
-
-  def est_step(s, kk):
-    index = jax.random.randint(kk, (batch_size,), 0, windows.starts.shape[0])
-    first = windows.rows[windows.starts[index], :spec.obs_dim]
-    cond = adata.make_condition(first, windows.task_ids[index], spec.num_tasks)
-    return alength.update(s, cond, windows.remaining[index])
-
-  est_steps = int(config.estimator_steps)
-  if train and est_steps > 0:
-    est, losses = jax.jit(lambda s, kk: jax.lax.scan(est_step, s, jax.random.split(kk, est_steps)))(
-        est, jax.random.fold_in(keys[-1], 1))
-    if log_fn is not None:
-      log_fn("estimator/loss", est_steps, float(losses[-1]))
-  return Diffuser(generators=tuple(gens), estimator=est, stats=stats, spec=spec)
+  from jaxaug.augment.atradiff import training  # pylint: disable=g-import-not-at-top
+  if not train:
+    return training.init_diffuser(key, ds, config, task_ids)
+  diffuser, _ = training.train_stages(config, ds, key, None, task_ids=task_ids, log_fn=log_fn)
+  return diffuser
 
 
 # ---------------------------------------------------------------------------------- synthesis
