@@ -194,6 +194,16 @@ def condition(diffuser: Diffuser, start_states: jax.Array,
   return adata.make_condition(s_norm, task_ids, spec.num_tasks)
 
 
+def terminal_fn_from_config(config: ml_collections.ConfigDict, env_id: str):
+  """`config.atradiff.terminal_fn`: "env" -> the environment's termination rule, "none" -> None.
+
+  A config without the field (written before it existed) means "none", the old behaviour."""
+  mode = config.get("terminal_fn", "none")
+  if mode not in ("env", "none"):
+    raise ValueError(f"config.atradiff.terminal_fn must be 'env' or 'none', got {mode!r}")
+  return termination.termination_fn(env_id) if mode == "env" else None
+
+
 def route(diffuser: Diffuser, cond: jax.Array) -> jax.Array:
   """(B,) int32 index into `spec.lengths` of each state's generator: the length estimator's
   needed length rounded up to a preset (Sec. 4.1)."""
