@@ -4,10 +4,11 @@ r"""Quality of ATraDiff's synthetic trajectories against the MuJoCo oracle.
       --diffuser_dir=/tmp/atradiff_bench/diffuser --num_starts=512
 
 Restores (or, without --diffuser_dir, trains) the diffuser of `config.atradiff`, synthesises
-trajectories from `num_starts` offline start states with the same batched call as the online
-rounds, and prints JSON: kept-length statistics, the generator choice histogram, dynamic MSE of
-the synthetic transitions (oracle next state vs generated next state, per-dimension normalised
-by the dataset's state std) and the mean absolute error of generated rewards vs oracle rewards.
+trajectories from `num_starts` offline start states with the online rounds' routed generation
+call (`diffuser.generate_into`, one round over all of them), and prints JSON: kept-length
+statistics, the generator choice histogram, dynamic MSE of the synthetic transitions (oracle
+next state vs generated next state, per-dimension normalised by the dataset's state std) and
+the mean absolute error of generated rewards vs oracle rewards.
 `per_generator` adds, for every generator length k on the same start states: how far its
 generated first state is from the condition (normalised MSE; the stored trajectory replaces it
 by the true start state, but a large value shows a generator that ignores its condition), and
@@ -34,6 +35,7 @@ import numpy as np
 from jaxaug import envs
 from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.augment.atradiff import store as astore
+from jaxaug.data import replay
 from jaxaug.data.loaders import load_dataset
 from jaxaug.data.normalize import NormStats
 from jaxaug.metrics.quality import quality_metrics
@@ -57,7 +59,7 @@ def per_generator_quality(d, key, start_states: np.ndarray, env_id: str, stats: 
     raw = np.asarray(w * d.stats.std + d.stats.mean)
     states = raw[:, :, :od].copy()
     first_err = float((((states[:, 0] - start_states) / std) ** 2).mean())
-    states[:, 0] = start_states  # what synthesize stores
+    states[:, 0] = start_states  # what generate_into stores
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
     actions = flat(raw[:, :-1, od:od + ad])
     outside = float((np.abs(actions) > max_action).mean())
@@ -86,33 +88,24 @@ def main(argv):
     d = adiff.train_diffuser(key, ds, acfg)
   rng = np.random.default_rng(_SEED.value)
   idx = rng.choice(len(ds), size=min(_N.value, len(ds)), replace=False)
-  q = int(acfg.queue_size)
   terminal_fn = adiff.terminal_fn_from_config(acfg, config.env_id)
   max_action = float(envs.env_spec(config.env_id).max_action)
   clip = bool(acfg.get("clip_actions", True))
-  fn = jax.jit(functools.partial(adiff.synthesize, terminal_fn=terminal_fn,
-                                 max_action=max_action, clip_actions=clip))
-  obs, act, nxt, rew, term, lengths, gens = [], [], [], [], [], [], []
-  out_rows = out_entries = 0
-  for i in range(0, len(idx), q):
-    part = ds.observations[idx[i:i + q]]
-    m = len(part)
-    chunk = np.zeros((q, ds.obs_dim), np.float32)
-    chunk[:m] = part
-    key, k = jax.random.split(key)
-    tr, mask, info = fn(d, k, jnp.asarray(chunk), jnp.asarray(np.arange(q) < m))
-    mask = np.asarray(mask)
-    obs.append(np.asarray(tr.observations)[mask])
-    act.append(np.asarray(tr.actions)[mask])
-    nxt.append(np.asarray(tr.next_observations)[mask])
-    rew.append(np.asarray(tr.rewards)[mask])
-    term.append(np.asarray(tr.terminals)[mask])
-    lengths.append(np.asarray(info["length"])[:m])
-    gens.append(np.asarray(info["generator"])[:m])
-    out_rows += int(info["out_of_range_rows"])
-    out_entries += int(info["out_of_range_entries"])
-  obs, act, nxt, rew, term = (np.concatenate(x) for x in (obs, act, nxt, rew, term))
-  lengths, gens = np.concatenate(lengths), np.concatenate(gens)
+  # One routed generation round over all start states, as the online loop generates.
+  n = len(idx)
+  buf = replay.init_buffer(ds.obs_dim, ds.act_dim, n * (d.spec.max_length - 1))
+  bucket = int(acfg.get("bucket_size", 16))
+  fn = jax.jit(functools.partial(adiff.generate_into, bucket_size=bucket,
+                                 terminal_fn=terminal_fn, max_action=max_action,
+                                 clip_actions=clip))
+  key, k = jax.random.split(key)
+  buf, info = fn(d, None, buf, k, jnp.asarray(ds.observations[idx], jnp.float32), jnp.int32(n),
+                 None)
+  rows = jax.tree.map(lambda x: np.asarray(x)[:int(buf.size)], buf.data)
+  obs, act, nxt, rew, term = (rows.observations, rows.actions, rows.next_observations,
+                              rows.rewards, rows.terminals)
+  lengths, gens = np.asarray(info["length"]), np.asarray(info["generator"])
+  out_rows, out_entries = int(info["out_of_range_rows"]), int(info["out_of_range_entries"])
   env_id = config.env_id
   stats = NormStats.fit(ds.observations)
   syn = quality_metrics(env_id, obs, act, nxt, rewards=rew, terminals=term, obs_stats=stats)
