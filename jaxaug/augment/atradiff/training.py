@@ -302,7 +302,7 @@ def train_stages(acfg: ml_collections.ConfigDict, ds: OfflineDataset, key: jax.A
     stages_out[s.name] = {"steps": s.steps, "num_params": n_params, "loss": loss}
     if log_fn is not None:
       log_fn(f"{s.name}/loss", s.steps, loss)
-    if directory:
+    if directory and mesh_lib.is_main_process():
       _merge_metrics(directory, st)
   summary = {"method": "atradiff", "stages": stages_out, "wall_time_s": time.time() - t0}
   return _assemble(st, states), summary
@@ -330,11 +330,12 @@ def train_or_restore(config: ml_collections.ConfigDict, ds: OfflineDataset, dire
   diffuser, summary = train_stages(acfg, ds, key, directory or None, task_ids=task_ids, fp=fp,
                                    mesh=mesh)
   meta = {"fingerprint": fp, "expected_length": None, "length_fingerprint": None}
-  if directory and mesh_lib.is_main_process():
+  if directory:
     summary.update({"dataset": str(acfg.offline_dataset), "transitions": len(ds),
                     "fingerprint": fp})
-    atomic_write_text(os.path.join(directory, "summary.json"), json.dumps(summary, indent=2))
-    # Last: diffuser/ marks the directory finished (a kill before it re-runs the stages, which
-    # restore at once, and rewrites the files above identically).
+    if mesh_lib.is_main_process():
+      atomic_write_text(os.path.join(directory, "summary.json"), json.dumps(summary, indent=2))
+    # Last (every process: an orbax save): diffuser/ marks the directory finished; a kill
+    # before it re-runs the stages, which restore at once, and rewrites the files above alike.
     store.save(os.path.join(directory, store.DIFFUSER_SUBDIR), diffuser, fp, None, None)
   return diffuser, dict(meta, restored=False, summary=summary)
