@@ -38,6 +38,12 @@ def get_config(arg: str = "hopper") -> ml_collections.ConfigDict:
   c.checkpoint_every = 50_000
   c.max_checkpoints = 2
   c.log_every = 1000
+  # Environments stepped per loop iteration (one replay row each); num_env_steps counts all of
+  # them and every env step gets utd_ratio gradient steps, as in the references (1 = their loop).
+  c.num_envs = 1
+  # jaxaug switch: act with the policy before the iteration's update, so the host steps the envs
+  # while the device learns (one update of lag). False = the references' order: update, then act.
+  c.overlap = False
   # Keep host-side infos/qpos and infos/qvel for every replay row (the dataset builder's
   # medium-replay needs them); costs (nq + nv) * 8 bytes per row of replay capacity.
   c.record_infos = False

@@ -1,7 +1,6 @@
-"""ATraDiff: data preparation, pruner, length rounding, modified buffer, importance buffers,
-batched generation rounds and a tiny end-to-end online run."""
+"""ATraDiff: data preparation, pruner, length rounding, modified buffer, importance buffers and
+diffuser reuse (the online functions and runs: tests/test_atradiff_online.py)."""
 
-import json
 import os
 
 import jax
@@ -15,7 +14,6 @@ from jaxaug.augment.atradiff import buffer as abuffer
 from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import importance as aimp
 from jaxaug.augment.atradiff import length as alength
-from jaxaug.augment.atradiff import online as aonline
 from jaxaug.augment.atradiff import pruner
 from jaxaug.augment.atradiff.adapt import real_windows
 from jaxaug.data import replay
@@ -224,22 +222,6 @@ def test_sample_uses_real_rows_while_synthetic_is_empty():
   assert not bool(np.any(np.asarray(from_syn)))
 
 
-@pytest.mark.parametrize("rho,length", [(0.5, 8.0), (0.25, 12.0), (0.75, 5.0)])
-def test_store_probability_gives_ratio_rho_over_one_minus_rho(rho, length):
-  p = abuffer.store_probability(rho, length)
-  np.testing.assert_allclose(p, rho / ((1 - rho) * length))
-  steps = 40_000
-  draws = np.array([aonline.store_draw(7, s, p) for s in range(steps)])
-  assert abs(draws.mean() - p) < 4 * np.sqrt(p * (1 - p) / steps)
-  # trajectories of random length with mean L: |D_s| / |D_o| -> rho / (1 - rho)
-  rng = np.random.default_rng(0)
-  lengths = rng.poisson(length, draws.sum())
-  ratio = lengths.sum() / steps
-  assert abs(ratio - rho / (1 - rho)) < 0.08 * rho / (1 - rho)
-  with pytest.raises(ValueError, match="synthetic_ratio"):
-    abuffer.store_probability(1.0, length)
-
-
 def test_add_masked_writes_only_valid_rows_in_order_and_wraps():
   buf = replay.init_buffer(1, 1, 5)
   n = 6
@@ -354,79 +336,6 @@ def test_real_windows_from_ring_pad_after_episode_end_and_flag_incomplete():
   np.testing.assert_array_equal(np.asarray(complete), [True, False, False])
 
 
-# ------------------------------------------------------------------------- generation rounds
-
-@pytest.fixture(scope="module")
-def tiny_augmenter(tmp_path_factory):
-  config = _config("tiny")
-  workdir = str(tmp_path_factory.mktemp("atradiff"))
-  aug = aonline.ATraDiffAugmenter(config, EnvSpec(11, 3, 1.0, "Hopper-v5"), workdir)
-  return config, workdir, aug
-
-
-def test_generation_is_one_batched_call_per_round(tiny_augmenter):
-  config, _, aug = tiny_augmenter
-  calls = []
-  inner = aug._gen_fn
-
-  def counting(*args):
-    calls.append(args[2].shape)
-    return inner(*args)
-
-  aug._gen_fn = counting
-  try:
-    q = config.atradiff.queue_size
-    rng = np.random.default_rng(0)
-    from jaxaug.data.loaders import load_dataset
-    ds = load_dataset(config.atradiff.offline_dataset)
-    for s in ds.observations[rng.choice(len(ds), q - 3, replace=False)]:
-      aug._enqueue(s)
-    before = int(aug.state.synthetic.size)
-    queued = aug.queue[:q - 3].copy()
-    out = aug.generation_round()
-    assert len(calls) == 1 and calls[0] == (q, 11)  # the whole queue in one padded call
-    assert len(out["length"]) == q - 3 and aug.queue_count == 0
-    presets = np.asarray(sorted(config.atradiff.lengths))
-    assert np.all(out["length"] >= 1)
-    assert np.all(out["length"] <= presets[out["generator"]] - 1)
-    assert int(aug.state.synthetic.size) - before == int(out["length"].sum())
-    # trajectories are stored contiguously and start at their queued state (s_1 = s')
-    obs = np.asarray(aug.state.synthetic.data.observations)
-    firsts = before + np.concatenate([[0], np.cumsum(out["length"])[:-1]])
-    np.testing.assert_allclose(obs[firsts], queued, atol=1e-6)
-    nxt = np.asarray(aug.state.synthetic.data.next_observations)
-    np.testing.assert_allclose(obs[firsts[0] + 1:firsts[0] + out["length"][0]],
-                               nxt[firsts[0]:firsts[0] + out["length"][0] - 1], atol=1e-6)
-  finally:
-    aug._gen_fn = inner
-  # the expected length L came from preliminary generation and sets the store probability
-  assert aug.expected_length >= 1.0
-  np.testing.assert_allclose(aug.p_store, abuffer.store_probability(
-      config.atradiff.synthetic_ratio, aug.expected_length))
-
-
-def test_stored_synthetic_actions_are_clipped_to_the_action_range(tiny_augmenter):
-  """Defect: the tiny generator samples most action entries outside [-1, 1] and they went into
-  D_s as they were. Now they are clipped before storing, and counted."""
-  config, _, aug = tiny_augmenter
-  assert config.atradiff.clip_actions is True  # the default of every preset
-  from jaxaug.data.loaders import load_dataset
-  ds = load_dataset(config.atradiff.offline_dataset)
-  before = dict(aug.counters)
-  start = int(aug.state.synthetic.ptr)
-  for s in ds.observations[:config.atradiff.queue_size]:
-    aug._enqueue(s)
-  out = aug.generation_round()
-  n = int(out["length"].sum())
-  acts = np.asarray(aug.state.synthetic.data.actions)[start:start + n]
-  assert n > 0 and np.abs(acts).max() <= 1.0
-  clipped_rows = aug.counters["clipped_rows"] - before["clipped_rows"]
-  clipped = aug.counters["clipped_entries"] - before["clipped_entries"]
-  assert 0 < clipped_rows <= n and clipped_rows <= clipped <= 3 * n
-  assert np.isclose(np.abs(acts), 1.0).sum() >= clipped  # the clipped entries sit on the bound
-  assert aug.metrics()["atradiff/clipped_entries"] == aug.counters["clipped_entries"]
-
-
 def test_synthesize_counts_out_of_range_actions_and_clips_only_when_asked():
   from jaxaug.augment.atradiff import diffuser as adiff
   c = _config().atradiff
@@ -450,63 +359,6 @@ def test_synthesize_counts_out_of_range_actions_and_clips_only_when_asked():
   assert int(info["out_of_range_entries"]) == int(info2["out_of_range_entries"]) == outside.sum()
   assert int(info["out_of_range_rows"]) == outside.any(axis=1).sum()
   np.testing.assert_allclose(a_clip, np.clip(a_raw, -bound, bound))
-
-
-def test_full_queue_generates_early_and_never_drops_a_state(tiny_augmenter):
-  """Defect: with store probability x generation_interval above queue_size the old queue
-  dropped the oldest states (the tiny preset reached |D_s| / |D_o| = 0.40 instead of 1.0)."""
-  config, _, aug = tiny_augmenter
-  q = int(config.atradiff.queue_size)
-  buf = replay.init_buffer(11, 3, 64)
-  saved_p, saved_interval = aug.p_store, config.atradiff.generation_interval
-  before = dict(aug.counters)
-  aug.p_store = 1.0  # every step queues its next state
-  config.atradiff.generation_interval = 10 ** 6  # no interval round within this test
-  try:
-    rng = np.random.default_rng(1)
-    n_steps = 5 * q + 3  # more than the old queue's 4 q slots
-    for step in range(n_steps):
-      aug.after_step(10 ** 6 + step, rng.normal(size=11).astype(np.float32), 0.0, False, False,
-                     None, buf)
-  finally:
-    aug.p_store, config.atradiff.generation_interval = saved_p, saved_interval
-  d = {k: aug.counters[k] - before[k] for k in aug.counters}
-  assert d["queued"] == n_steps
-  assert d["early_rounds"] == d["rounds"] == 5
-  assert d["trajectories"] + aug.queue_count == n_steps  # every queued state is (to be) used
-  aug.generation_round()
-  assert aug.queue_count == 0
-
-
-def test_tiny_end_to_end_online_run(tiny_augmenter, tmp_path):
-  config, workdir, aug = tiny_augmenter
-  from jaxaug.train.online import train_online
-  config.atradiff.diffuser_dir = os.path.join(workdir, "atradiff_diffuser")  # reuse, no retrain
-  config.num_env_steps = 450
-  config.eval_every = 0
-  config.checkpoint_every = 0
-  summary = train_online(config, str(tmp_path))
-  ex = summary["extras"]
-  assert summary["steps"] == 450
-  assert ex["atradiff/rounds"] >= 3 and ex["atradiff/synthetic_size"] > 0
-  assert ex["atradiff/adapt_rounds"] == 1
-  # The realised |D_s| / |D_o| is logged next to its target rho / (1 - rho) = 1 and is close to
-  # it (it was 0.40 while the queue dropped states; measured 1.01 with this run).
-  assert ex["atradiff/synthetic_to_real_target"] == pytest.approx(1.0)
-  assert ex["atradiff/synthetic_to_real"] == pytest.approx(1.0, rel=0.15)
-  assert ex["atradiff/early_rounds"] > 0  # this preset queues more than queue_size per interval
-  assert ex["atradiff/trajectories"] == ex["atradiff/queued"]  # nothing dropped or left over
-  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert any("atradiff/synthetic_to_real_target" in l for l in lines)
-
-
-def test_augmenter_refuses_a_diffuser_dir_trained_with_another_config(tiny_augmenter):
-  config, workdir, _ = tiny_augmenter
-  other = _config("tiny")
-  other.atradiff.diffuser_dir = os.path.join(workdir, "atradiff_diffuser")
-  other.atradiff.generator_steps = 51
-  with pytest.raises(ValueError, match=r"generator_steps: trained with 50, this run 51"):
-    aonline.ATraDiffAugmenter(other, EnvSpec(11, 3, 1.0, "Hopper-v5"), None)
 
 
 # ------------------------------------------------------------------------- diffuser reuse

@@ -144,7 +144,7 @@ def shrink(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       for key, value in (("generator_steps", 2), ("steps_per_dispatch", 2),
                          ("generator_batch_size", 16), ("estimator_steps", 2),
                          ("preliminary_samples", 8), ("num_sample_steps", 2),
-                         ("synthetic_capacity", 256), ("queue_size", 8),
+                         ("synthetic_capacity", 256), ("bucket_size", 8),
                          ("generation_interval", 4), ("adapt_start", 8), ("adapt_every", 8),
                          ("adapt_steps", 2), ("adapt_batch_size", 16), ("td_heap_size", 64),
                          ("td_top_k", 16), ("reward_buffer_size", 64)):

@@ -3,6 +3,8 @@ sampling."""
 
 import os
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +13,7 @@ import pytest
 from jaxaug.configs_io import load_config_file
 
 from jaxaug.agents import get_agent, redq, rlpd, sac
-from jaxaug.augment.atradiff.online import make_modified_sample_fn
-from jaxaug.augment.online_hooks import OfflineMixer
+from jaxaug.train.online_state import LoopData, LoopState, OnlineFns
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
 from jaxaug.types import EnvSpec
@@ -229,20 +230,27 @@ def test_utd_updates_reduce_critic_loss_on_a_fixed_batch(agent):
   assert int(state.step) == 40 and np.isfinite(float(metrics["actor_loss"]))
 
 
+def _loop_sampler(offline, real, syn, b, offline_ratio, rho=None):
+  """The online loop's sampler (OnlineFns.sample): kk, n -> n rows."""
+  atd = None if rho is None else types.SimpleNamespace(synthetic_ratio=rho)
+  fns = OnlineFns(agent=rlpd, spec=SPEC, batch_size=b, offline_ratio=offline_ratio,
+                  atradiff=atd)
+  state = LoopState(agent=None, buffer=real, key=None, action=None,
+                    aug=types.SimpleNamespace(synthetic=syn))
+  return lambda kk, n: fns.sample(state, LoopData(offline=offline), kk, n)
+
+
 def test_rlpd_batches_are_exactly_half_offline_in_every_minibatch():
   offline = _transitions(300, jax.random.key(0), reward_marker=1.0)
   online = replay.add(replay.init_buffer(5, 2, 500), _transitions(200, jax.random.key(1), 0.0))
   b, utd = 32, 5
-  batch = jax.jit(lambda k: rlpd.sample_symmetric_utd(offline, online, k, b, utd))(
-      jax.random.key(2))
+  fn = _loop_sampler(offline, online, None, b, rlpd.OFFLINE_RATIO)
+  batch = jax.jit(lambda k: fn(k, utd * b))(jax.random.key(2))
   marks = np.asarray(batch.rewards).reshape(utd, b)
   np.testing.assert_array_equal(marks.sum(axis=1), b // 2)
-  one = jax.jit(lambda k: rlpd.sample_symmetric(offline, online, k, 33))(jax.random.key(3))
+  one = jax.jit(_loop_sampler(offline, online, None, 33, 0.5), static_argnums=1)(
+      jax.random.key(3), 33)
   assert int(np.asarray(one.rewards).sum()) in (16, 17)  # rounding of an odd batch
-  # the online loop's hook (OfflineMixer) gives the same per-minibatch split
-  mixer = OfflineMixer(offline, 0.5, b)
-  batch = jax.jit(lambda k: mixer.sample_fn(online, k, utd * b, mixer.aux))(jax.random.key(4))
-  np.testing.assert_array_equal(np.asarray(batch.rewards).reshape(utd, b).sum(1), b // 2)
 
 
 def test_rlpd_with_atradiff_keeps_the_offline_half_and_mixes_the_online_half():
@@ -250,9 +258,8 @@ def test_rlpd_with_atradiff_keeps_the_offline_half_and_mixes_the_online_half():
   real = replay.add(replay.init_buffer(5, 2, 500), _transitions(200, jax.random.key(1), 0.0))
   syn = replay.add(replay.init_buffer(5, 2, 500), _transitions(200, jax.random.key(2), 1.0))
   b, utd, rho = 64, 50, 0.3
-  fn = make_modified_sample_fn(rho, 0.5, b)
-  batch = jax.jit(lambda k: fn(real, k, utd * b, {"offline": offline, "synthetic": syn}))(
-      jax.random.key(3))
+  fn = _loop_sampler(offline, real, syn, b, 0.5, rho)
+  batch = jax.jit(lambda k: fn(k, utd * b))(jax.random.key(3))
   marks = np.asarray(batch.rewards).reshape(utd, b)
   np.testing.assert_array_equal((marks == 2.0).sum(axis=1), b // 2)
   online = marks[:, b // 2:]

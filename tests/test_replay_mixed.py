@@ -1,6 +1,7 @@
 """Golden test: the one mixed sampler and the one row writer draw and write exactly the rows
 the three former copies did (RLPD's symmetric sampling, the online loop's offline mixer,
-ATraDiff's modified buffer; replay.add, the loop's one-row write, ATraDiff's masked write).
+ATraDiff's modified buffer; replay.add, the loop's one-row write, ATraDiff's masked write). The
+online loop's sampler is `OnlineFns.sample` (jaxaug.train.online_state).
 
 GOLDEN holds the row ids each path produced with the pre-merge implementations (recorded on
 jax 0.10.2 with the default threefry_partitionable key splitting, also checked on jax 0.12);
@@ -14,12 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxaug.agents import rlpd
-from jaxaug.augment import online_hooks
+import types
+
 from jaxaug.augment.atradiff import buffer as abuffer
-from jaxaug.augment.atradiff import online as aonline
 from jaxaug.data import replay
 from jaxaug.data.dataset import Transitions
+from jaxaug.train.online_state import LoopData, LoopState, OnlineFns
+from jaxaug.types import EnvSpec
 
 
 def rows(start, n):
@@ -51,34 +53,40 @@ SYN_EMPTY = replay.init_buffer(2, 1, 64)
 B, UTD = 8, 3
 
 
+def online_sampler(offline_ratio: float, rho: float | None, offline=OFFLINE, syn=SYN):
+  """The online loop's sampler (OnlineFns.sample) with RLPD's offline share and, unless rho is
+  None, ATraDiff's synthetic buffer: kk -> B * UTD rows."""
+  atd = None if rho is None else types.SimpleNamespace(synthetic_ratio=rho)
+  fns = OnlineFns(agent=None, spec=EnvSpec(2, 1, 1.0, "test"), batch_size=B,
+                  offline_ratio=offline_ratio, atradiff=atd)
+  state = LoopState(agent=None, buffer=REAL, key=None, action=None,
+                    aug=types.SimpleNamespace(synthetic=syn))
+  data = LoopData(offline=offline)
+  return lambda kk: fns.sample(state, data, kk, B * UTD)
+
+
 def _sampler_cases():
-  """name -> zero-argument function returning a batch (or (batch, mask)); all jitted."""
+  """name -> zero-argument function returning a batch (or (batch, mask)); all jitted. The
+  names are those of the former copies whose rows GOLDEN holds."""
   k = jax.random.key
-  mixer = online_hooks.OfflineMixer(OFFLINE, 0.5, B)
-  mixer_q = online_hooks.OfflineMixer(OFFLINE, 0.25, B)
-  mod = aonline.make_modified_sample_fn(0.4, 0.5, B)
-  mod_no_off = aonline.make_modified_sample_fn(0.6, 0.0, B)
   return {
       "sample_mixed": lambda: jax.jit(lambda kk: replay.sample_mixed(
           [OFFLINE, REAL, SYN], (0.5, 0.3, 0.2), kk, 10))(k(1)),
       "sample_mixed_shuffle": lambda: jax.jit(lambda kk: replay.sample_mixed(
           [OFFLINE, REAL], (0.5, 0.5), kk, 10, shuffle=True))(k(2)),
-      "rlpd_symmetric": lambda: jax.jit(lambda kk: rlpd.sample_symmetric(
-          OFFLINE, REAL, kk, 9))(k(3)),
-      "rlpd_symmetric_utd": lambda: jax.jit(lambda kk: rlpd.sample_symmetric_utd(
-          OFFLINE, REAL, kk, B, UTD))(k(4)),
-      "offline_mixer": lambda: jax.jit(lambda kk: mixer.sample_fn(
-          REAL, kk, B * UTD, mixer.aux))(k(5)),
-      "offline_mixer_quarter": lambda: jax.jit(lambda kk: mixer_q.sample_fn(
-          REAL, kk, B * UTD, mixer_q.aux))(k(6)),
+      "rlpd_symmetric": lambda: jax.jit(lambda kk: replay.sample_mixed(
+          [OFFLINE, REAL], (0.5, 0.5), kk, 9))(k(3)),
+      "rlpd_symmetric_utd": lambda: jax.jit(lambda kk: replay.sample_mixed_utd(
+          [OFFLINE, REAL], (0.5, 0.5), kk, B, UTD))(k(4)),
+      "offline_mixer": lambda: jax.jit(online_sampler(0.5, None))(k(5)),
+      "offline_mixer_quarter": lambda: jax.jit(online_sampler(0.25, None))(k(6)),
       "atradiff_sample": lambda: jax.jit(lambda kk: abuffer.sample(REAL, SYN, kk, 12, 0.5))(
           k(7)),
       "atradiff_sample_empty": lambda: jax.jit(lambda kk: abuffer.sample(
           REAL, SYN_EMPTY, kk, 6, 0.9))(k(8)),
-      "atradiff_modified": lambda: jax.jit(lambda kk: mod(
-          REAL, kk, B * UTD, {"offline": OFFLINE, "synthetic": SYN}))(k(9)),
-      "atradiff_modified_no_offline": lambda: jax.jit(lambda kk: mod_no_off(
-          REAL, kk, B * UTD, {"synthetic": SYN}))(k(10)),
+      "atradiff_modified": lambda: jax.jit(online_sampler(0.5, 0.4))(k(9)),
+      "atradiff_modified_no_offline": lambda: jax.jit(online_sampler(0.0, 0.6, offline=None))(
+          k(10)),
   }
 
 
@@ -207,8 +215,8 @@ def test_mixed_sampler_errors_name_the_problem():
     replay.sample_mixed_utd([OFFLINE, REAL], (0.5, 0.5), jax.random.key(0), 8, 0)
   with pytest.raises(ValueError, match=r"mask has shape \(3,\), expected \(4,\)"):
     replay.add_masked(REAL, rows(1, 4), jnp.ones(3, bool))
-  with pytest.raises(ValueError, match="offline_ratio > 0 needs aux"):
-    aonline.make_modified_sample_fn(0.5, 0.5, B)(REAL, jax.random.key(0), B, {"synthetic": SYN})
+  with pytest.raises(ValueError, match="offline_ratio > 0 needs LoopData.offline"):
+    online_sampler(0.5, 0.5, offline=None)(jax.random.key(0))
 
 
 if __name__ == "__main__":

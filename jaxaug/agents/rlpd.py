@@ -1,8 +1,9 @@
 """RLPD: "Efficient Online Reinforcement Learning with Offline Data" (Ball et al., ICML 2023).
 
 SAC with the paper's three design choices (Sec. 4):
-  * symmetric sampling: every batch is half offline data, half online replay
-    (`sample_symmetric`, `offline_ratio` 0.5; Sec. 4.1);
+  * symmetric sampling: every minibatch is half offline data, half online replay
+    (`offline_ratio` 0.5; Sec. 4.1), done by the online loop's one sampler
+    (`jaxaug.train.online_state.OnlineFns.sample`);
   * LayerNorm in the critics against Q-value extrapolation (Sec. 4.2);
   * a large ensemble with a random subset in the target and a high update-to-data ratio:
     10 critics, min over 2 (Sec. 4.3; the reference config), UTD 20 (its README), the actor
@@ -14,8 +15,8 @@ Glorot-uniform kernels; the temperature loss alpha (H - target); the actor step 
 critic after the last of the UTD critic steps.
 
 The update functions are SAC's (`jaxaug.agents.sac`); the agent sees one batch and does not know
-where its rows came from, so symmetric sampling is a data-side function (the online loop calls
-it, or any `sample_fn` override does, e.g. ATraDiff's modified buffer as the online half).
+where its rows came from, so symmetric sampling is data-side (with ATraDiff, its modified
+buffer is the online half).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ import jax
 import ml_collections
 
 from jaxaug.agents import sac
-from jaxaug.data import replay
-from jaxaug.data.dataset import Transitions
 from jaxaug.types import EnvSpec
 
 # The agent protocol: the state type, updates, acting and the TD error are SAC's.
@@ -59,32 +58,3 @@ def init(key: jax.Array, spec: EnvSpec, config: ml_collections.ConfigDict | None
          ) -> sac.SACState:
   """SAC's init; a key the config lacks takes RLPD's default (e.g. target_entropy_scale 0.5)."""
   return sac.init(key, spec, config, agent_name="rlpd", defaults=get_config())
-
-
-def sample_symmetric(offline: Transitions | replay.ReplayBuffer,
-                     online: Transitions | replay.ReplayBuffer, key: jax.Array,
-                     batch_size: int, offline_ratio: float = OFFLINE_RATIO) -> Transitions:
-  """One batch: round(offline_ratio * batch_size) offline rows first, then online rows.
-
-  Jittable (batch_size and offline_ratio static). For `update_utd`, which slices consecutive
-  minibatches, use `sample_symmetric_utd` so that every minibatch is itself symmetric.
-  """
-  if not 0.0 <= offline_ratio <= 1.0:
-    raise ValueError(f"rlpd.sample_symmetric: offline_ratio must be in [0, 1], got "
-                     f"{offline_ratio}")
-  return replay.sample_mixed([offline, online], [offline_ratio, 1.0 - offline_ratio], key,
-                             batch_size, shuffle=False)
-
-
-def sample_symmetric_utd(offline, online, key: jax.Array, batch_size: int, utd_ratio: int,
-                         offline_ratio: float = OFFLINE_RATIO) -> Transitions:
-  """utd_ratio minibatches of `batch_size`, each exactly symmetric, laid end to end.
-
-  This is what `update_utd` expects (it slices consecutive minibatches): every critic step sees
-  the exact offline share, not just the whole stacked batch.
-  """
-  if not 0.0 <= offline_ratio <= 1.0:
-    raise ValueError(f"rlpd.sample_symmetric_utd: offline_ratio must be in [0, 1], got "
-                     f"{offline_ratio}")
-  return replay.sample_mixed_utd([offline, online], [offline_ratio, 1.0 - offline_ratio], key,
-                                 batch_size, utd_ratio)
