@@ -44,6 +44,7 @@ from jaxaug.data.loaders import load_dataset
 from jaxaug.train import callbacks as callbacks_lib
 from jaxaug.train.checkpoint import Checkpointer
 from jaxaug.train import loop as loop_lib
+from jaxaug.train import mesh as mesh_lib
 from jaxaug.train.config_io import save_config
 from jaxaug.train.logging import MetricLogger
 from jaxaug.train.online_state import LoopData, LoopState, OnlineFns, unpack_rows
@@ -141,40 +142,43 @@ class EnvRunner:
 
 
 class VecEnvRunner:
-  """`num_envs` EnvRunners stepped in env order (gymnasium's vector envs reseed every sub-env at
-  once on reset; resume by replay needs each env's own episode seeds, hence this)."""
+  """The training envs of one or more runs (points), `num_envs` each, stepped in order, point
+  major (env i of point p is number p * num_envs + i). gymnasium's vector envs reseed every
+  sub-env at once on reset; resume by replay needs each env's own episode seeds, hence this."""
 
-  def __init__(self, env_id: str, seed: int, act_dim: int, num_envs: int):
-    self.runners = [EnvRunner(env_id, seed, act_dim, i) for i in range(int(num_envs))]
+  def __init__(self, env_id: str, seeds, act_dim: int, num_envs: int):
+    seeds = [int(seeds)] if np.ndim(seeds) == 0 else [int(x) for x in seeds]
+    self.num_points, self.num_envs = len(seeds), int(num_envs)
+    self.runners = [EnvRunner(env_id, s, act_dim, i) for s in seeds for i in range(num_envs)]
     self.max_len = self.runners[0].max_len
-    self.recent_returns: list[float] = []
-    self.since_log: list[float] = []  # returns of episodes finished since the last periodic log
+    self.recent_returns: list[list[float]] = [[] for _ in seeds]  # per point, last 10
+    self.since_log: list[list[float]] = [[] for _ in seeds]  # per point, since the last log
 
   @property
   def env(self):
     return self.runners[0].env
 
-  @property
-  def episodes(self) -> int:
-    """Episodes finished over all envs."""
-    return sum(r.episode_index for r in self.runners)
+  def episodes(self, point: int = 0) -> int:
+    """Episodes finished over the point's envs."""
+    n = self.num_envs
+    return sum(r.episode_index for r in self.runners[point * n:(point + 1) * n])
 
   def reset(self) -> np.ndarray:
     return np.stack([r.reset() for r in self.runners]).astype(np.float32)
 
   def step(self, actions: np.ndarray, obs: np.ndarray, step: int, callbacks) -> tuple:
-    """Steps every env once: (packed rows (N, row_size), acting observations (N, obs_dim))."""
+    """Steps every env once: (packed rows (envs, row_size), acting observations (envs, obs))."""
     rows, acting = [], []
-    for i, r in enumerate(self.runners):
+    for j, r in enumerate(self.runners):
       for cb in callbacks:
-        cb.before_env_step(step + i, r.env)
-      next_obs, reward, terminated, truncated, acting_obs, finished = r.step(actions[i])
+        cb.before_env_step(step + j, r.env)
+      next_obs, reward, terminated, truncated, acting_obs, finished = r.step(actions[j])
       if finished is not None:
-        self.recent_returns.append(finished)
-        self.recent_returns = self.recent_returns[-10:]
-        self.since_log.append(finished)
+        p = j // self.num_envs
+        self.recent_returns[p] = (self.recent_returns[p] + [finished])[-10:]
+        self.since_log[p].append(finished)
       timeout = truncated and not terminated
-      rows.append(pack_step(obs[i], actions[i], reward, next_obs, terminated, timeout,
+      rows.append(pack_step(obs[j], actions[j], reward, next_obs, terminated, timeout,
                             acting_obs))
       acting.append(acting_obs)
     return np.stack(rows), np.stack(acting).astype(np.float32)
@@ -184,13 +188,13 @@ class VecEnvRunner:
     arrays = {"episode_actions": np.stack([r.actions for r in self.runners])}
     meta = {"episodes": [r.episode_index for r in self.runners],
             "episode_lengths": [r.length for r in self.runners],
-            "recent_returns": self.recent_returns[-10:], "since_log": self.since_log}
+            "recent_returns": self.recent_returns, "since_log": self.since_log}
     return arrays, meta
 
   def restore(self, arrays: dict, meta: dict) -> np.ndarray:
     """Resume by replay of every env's current episode; returns the observations reached."""
-    self.recent_returns = list(meta["recent_returns"])
-    self.since_log = list(meta.get("since_log", []))
+    self.recent_returns = [list(x) for x in meta["recent_returns"]]
+    self.since_log = [list(x) for x in meta["since_log"]]
     return np.stack([r.replay(e, a, n) for r, e, a, n in zip(
         self.runners, meta["episodes"], arrays["episode_actions"], meta["episode_lengths"])]
                     ).astype(np.float32)
@@ -245,33 +249,47 @@ def make_online(config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str |
   return fns, data, aug_state
 
 
-def _jitted(fns: OnlineFns):
+def _jitted(fns: OnlineFns, stacked: bool = False):
   """The loop's dispatches. The state travels without its `action` (kept on the host side of
-  the loop), so that donating the state never waits on, or invalidates, the actions."""
+  the loop), so that donating the state never waits on, or invalidates, the actions. With
+  `stacked`, every function maps over a leading axis of points (a sweep: state, rows and
+  actions per point; data, the env step and the static flags shared)."""
   spec = fns.spec
+  pmap = (lambda f, in_axes: jax.vmap(f, in_axes=in_axes)) if stacked else (lambda f, _: f)
 
   def store(state, packed, first_step):
-    return fns.store(state, unpack_rows(spec, packed)[0], first_step)
+    return pmap(lambda s, p: fns.store(s, unpack_rows(spec, p)[0], first_step), (0, 0))(
+        state, packed)
 
   def update_act(state, data, packed, random_action, do_update):
-    state, metrics = fns.update_act(state, data, unpack_rows(spec, packed)[1], random_action,
-                                    do_update)
-    return state.replace(action=None), state.action, metrics
+    def one(s, p):
+      s, metrics = fns.update_act(s, data, unpack_rows(spec, p)[1], random_action, do_update)
+      return s.replace(action=None), s.action, metrics
+    return pmap(one, (0, 0))(state, packed)
+
+  def update(state, data, do_update):
+    return pmap(lambda s: fns.update(s, data, do_update), (0,))(state)
 
   def act(state, packed, random_action):
-    return fns.act(state, unpack_rows(spec, packed)[1], random_action)
+    return pmap(lambda s, p: fns.act(s, unpack_rows(spec, p)[1], random_action), (0, 0))(
+        state, packed)
 
   def first_action(state, obs, random_action):
-    state = fns.first_action(state, obs, random_action)
-    return state.replace(action=None), state.action
+    def one(s, o):
+      s = fns.first_action(s, o, random_action)
+      return s.replace(action=None), s.action
+    return pmap(one, (0, 0))(state, obs)
+
+  def augment_round(state, data, generation, adaptation):
+    return pmap(lambda s: fns.augment_round(s, data, generation, adaptation), (0,))(state)
 
   return {
       "store": jax.jit(store, donate_argnums=(0,)),
       "update_act": jax.jit(update_act, static_argnames=("do_update",), donate_argnums=(0,)),
-      "update": jax.jit(fns.update, static_argnames=("do_update",), donate_argnums=(0,)),
+      "update": jax.jit(update, static_argnames=("do_update",), donate_argnums=(0,)),
       "act": jax.jit(act),
       "first_action": jax.jit(first_action),
-      "augment_round": jax.jit(fns.augment_round, static_argnames=("generation", "adaptation"),
+      "augment_round": jax.jit(augment_round, static_argnames=("generation", "adaptation"),
                                donate_argnums=(0,)),
   }
 
@@ -293,55 +311,102 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
     summary dict: steps, episodes, final/last eval, wall time, env steps/s, timings (seconds in
     env stepping, dispatching, waiting for actions, host bookkeeping, evaluation, checkpoints).
   """
-  validate_online_config(config)
-  agent = agent or get_agent(config.get("agent_name") or "sac")
-  env_id = envs.resolve_env_id(config.env_id)
-  spec = envs.env_spec(env_id)
-  num_envs = int(config.get("num_envs", 1))
-  overlap = bool(config.get("overlap", False))
-  runner = VecEnvRunner(env_id, config.seed, spec.act_dim, num_envs)
-  callbacks = _callbacks_from_config(config, runner.env, callbacks)
-  os.makedirs(workdir, exist_ok=True)
-  save_config(config, workdir)
-  fns, data, aug_state = make_online(config, spec, workdir, agent, runner.max_len)
-  atd = fns.atradiff
-  jits = _jitted(fns)
-  total = int(config.num_env_steps)
-  capacity = int(config.replay_capacity)
-  start_steps = int(config.start_steps)
+  return _train([config], [workdir], workdir, agent=agent, callbacks=callbacks)[0]
 
-  state = fns.init(jax.random.key(int(config.seed)), config.agent, aug_state)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.max_checkpoints)
+
+def train_online_points(configs: list[ml_collections.ConfigDict], point_dirs: list[str],
+                        run_dir: str, *, mesh=None, agent=None) -> list[dict]:
+  """Trains several runs (points of a sweep: the same config up to `seed` and the agent's float
+  hyperparameters) as ONE program: the loop state gets a leading point axis (sharded over the
+  `sweep` axis of `mesh`, jaxaug.train.mesh.make_sweep_mesh), every function is vmapped over
+  it, and each point steps its own `num_envs` envs with its own seed. Each point's directory
+  gets the files of a single run (config.json, metrics.jsonl, summary.json); the checkpoints of
+  the whole program are in run_dir/checkpoints (one unit: an exact resume continues them all).
+  Point p's results equal a separate train_online run of configs[p] up to float rounding (the
+  vmapped update may sum in another order), which the envs then amplify over long runs."""
+  for c in configs:
+    acfg = c.get("atradiff")
+    if acfg is not None and acfg.get("enabled", False):
+      raise ValueError("online sweeps do not support ATraDiff (config.atradiff.enabled): run "
+                       "its points as separate train_online runs")
+    if c.get("record_infos", False):
+      raise ValueError("online sweeps do not support config.record_infos")
+  return _train(configs, point_dirs, run_dir, agent=agent, stacked=True, mesh=mesh)
+
+
+def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False, mesh=None
+           ) -> list[dict]:
+  """train_online (one point, not stacked) and train_online_points (stacked points)."""
+  for c in configs:
+    validate_online_config(c)
+  c0, num_points = configs[0], len(configs)
+  agent = agent or get_agent(c0.get("agent_name") or "sac")
+  env_id = envs.resolve_env_id(c0.env_id)
+  spec = envs.env_spec(env_id)
+  num_envs = int(c0.get("num_envs", 1))
+  overlap = bool(c0.get("overlap", False))
+  runner = VecEnvRunner(env_id, [c.seed for c in configs], spec.act_dim, num_envs)
+  if stacked and callbacks:
+    raise ValueError("host callbacks are for single runs, not for stacked points")
+  callbacks = _callbacks_from_config(c0, runner.env, callbacks)
+  for c, d in zip(configs, dirs):
+    os.makedirs(d, exist_ok=True)
+    save_config(c, d)
+  fns, data, aug_state = make_online(c0, spec, dirs[0], agent, runner.max_len)
+  atd = fns.atradiff
+  jits = _jitted(fns, stacked)
+  total = int(c0.num_env_steps)
+  capacity = int(c0.replay_capacity)
+  start_steps = int(c0.start_steps)
+
+  def per_point(tree, p):
+    return jax.tree.map(lambda x: x[p], tree) if stacked else tree
+
+  states = [fns.init(jax.random.key(int(c.seed)), c.agent, aug_state) for c in configs]
+  if stacked:
+    mesh = mesh if mesh is not None else mesh_lib.make_sweep_mesh(1)
+    place = lambda tree: mesh_lib.shard_sweep(tree, mesh)
+    state = place(jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+  else:
+    place = lambda tree: tree
+    state = states[0]
+  shape_envs = lambda x: x.reshape((num_points, num_envs) + x.shape[1:]) if stacked else x
+  ckpt = Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=c0.max_checkpoints)
   latest = ckpt.latest_step()
   step, meta = 0, {}
   if latest is None:
     obs = runner.reset()
-    state, action = jits["first_action"](state, jnp.asarray(obs), start_steps > 0)
+    state, action = jits["first_action"](state, shape_envs(jnp.asarray(obs)), start_steps > 0)
   else:  # resume by replay (module doc)
-    target = _checkpoint_target(state, spec, runner, callbacks)
+    target = _checkpoint_target(state, spec, runner, callbacks, num_points if stacked else 0)
     restored = ckpt.restore(latest, target)
     meta = ckpt.restore_meta(latest)
-    state, action = restored["state"].replace(action=None), restored["state"].action
+    state = place(restored["state"].replace(action=None))
+    action = place(restored["state"].action)
     for cb in callbacks:
       if cb.name in restored["callbacks"]:
         cb.load_state_dict(restored["callbacks"][cb.name])
     step = int(meta["step"])
     obs = runner.restore(restored, meta)
     if not np.array_equal(obs, np.asarray(restored["obs"], np.float32)):
-      raise RuntimeError(f"{workdir}: replaying the current episodes did not reproduce the "
+      raise RuntimeError(f"{run_dir}: replaying the current episodes did not reproduce the "
                          "checkpointed observations; the environment is not deterministic")
     logging.info("Resumed from step %d (episodes %s, replayed %s env steps)", step,
                  meta["episodes"], meta["episode_lengths"])
   state = state.replace(action=None)
 
   # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
-  logger = MetricLogger(workdir, total, resume_step=latest or 0)
+  loggers = [MetricLogger(d, total, resume_step=latest or 0) for d in dirs]
   eval_key = jax.random.key(0)  # deterministic evaluation needs no randomness
   last_metrics: dict = {}
   # A finished run re-run (killed after its last checkpoint) reports the evaluation it logged.
-  last_eval: dict = dict(meta.get("last_eval", {}))
+  last_evals: list = list(meta.get("last_evals", [{}] * num_points))
   timings = dict.fromkeys(TIMINGS, 0.0)
   t0, step0 = time.time(), step
+
+  def host_agents():
+    agents = mesh_lib.gather_to_host(state.agent, mesh) if stacked else state.agent
+    return [per_point(agents, p) for p in range(num_points)]
 
   def save(step_):
     _check_finite_metrics(last_metrics, step_, ckpt)  # a NaN/Inf loss is never checkpointed
@@ -349,30 +414,35 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
     payload = {"state": state.replace(action=action), "obs": np.asarray(obs, np.float32),
                "callbacks": _callback_states(callbacks), **arrays}
     faults.point("online.checkpoint")  # test-only kill point (jaxaug/faults.py)
-    ckpt.save(step_, payload, meta={"step": step_, **host_meta, "last_eval": last_eval,
-                                    "env_id": env_id, "seed": int(config.seed),
+    ckpt.save(step_, payload, meta={"step": step_, **host_meta, "last_evals": last_evals,
+                                    "env_id": env_id, "seeds": [int(c.seed) for c in configs],
                                     "num_envs": num_envs})
 
   def run_eval(step_):
-    # One small jitted call per env step on just the leaves `act` reads (envs.make_policy).
-    res = envs.evaluate(envs.make_policy(agent.act, state.agent, eval_key), env_id,
-                        int(config.eval_episodes), seed=10_000 + int(config.seed))
-    out = {"eval/return": res["return_mean"], "eval/return_std": res["return_std"],
-           "eval/normalized_score": res["normalized_score_mean"],
-           "eval/length": res["length_mean"]}
-    logger.log(step_, out)
+    out = []
+    for p, (c, agent_p) in enumerate(zip(configs, host_agents())):
+      # One small jitted call per env step on just the leaves `act` reads (envs.make_policy).
+      res = envs.evaluate(envs.make_policy(agent.act, agent_p, eval_key), env_id,
+                          int(c.eval_episodes), seed=10_000 + int(c.seed))
+      rec = {"eval/return": res["return_mean"], "eval/return_std": res["return_std"],
+             "eval/normalized_score": res["normalized_score_mean"],
+             "eval/length": res["length_mean"]}
+      loggers[p].log(step_, rec)
+      out.append(rec)
     return out
 
   def log_train(step_):
-    out = {f"train/{k}": v for k, v in last_metrics.items()}
-    if runner.since_log:
-      out["train/episode_return"] = float(np.mean(runner.since_log))
-    out["train/env_steps_per_s"] = (step_ - step0) / max(time.time() - t0, 1e-9)
-    if atd is not None:
-      out.update(atd.metrics(state.aug, real_size=min(step_, capacity)))
-    if crossed(step_, int(config.log_every)):  # (not at an end-of-run log: a run goes on)
-      runner.since_log = []
-    logger.log(step_, out)
+    host = jax.device_get(dict(last_metrics))
+    for p in range(num_points):
+      out = {f"train/{k}": v for k, v in per_point(host, p).items()}
+      if runner.since_log[p]:
+        out["train/episode_return"] = float(np.mean(runner.since_log[p]))
+      out["train/env_steps_per_s"] = (step_ - step0) / max(time.time() - t0, 1e-9)
+      if atd is not None:
+        out.update(atd.metrics(state.aug, real_size=min(step_, capacity)))
+      if crossed(step_, int(c0.log_every)):  # (not at an end-of-run log: a run goes on)
+        runner.since_log[p] = []
+      loggers[p].log(step_, out)
 
   def crossed(done, every):  # a multiple of `every` lies in (done - num_envs, done]
     return bool(every) and done // every != (done - num_envs) // every
@@ -386,11 +456,11 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
   clock = time.perf_counter
   while step < total:
     t_a = clock()
-    action_np = np.asarray(action)  # waits for the dispatch that computes it
+    action_np = np.asarray(action).reshape(-1, spec.act_dim)  # waits for its dispatch
     t_b = clock()
     packed, obs = runner.step(action_np, obs, step, callbacks)
     t_c = clock()
-    packed = jnp.asarray(packed)  # one transfer, used by both dispatches
+    packed = shape_envs(jnp.asarray(packed))  # one transfer, used by both dispatches
     do_update = step >= start_steps
     random_action = step + num_envs < start_steps
     state = jits["store"](state, packed, np.int32(step))
@@ -410,15 +480,17 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
     if metrics:
       last_metrics = metrics
 
-    if crossed(step, int(config.log_every)) or step == total:
+    if crossed(step, int(c0.log_every)) or step == total:
       log_train(step)
     t_e = clock()
-    if crossed(step, int(config.eval_every)) or step == total:
-      last_eval = run_eval(step)
-      for cb in callbacks:
-        cb.after_eval(step, state.agent, last_eval)
+    if crossed(step, int(c0.eval_every)) or step == total:
+      last_evals = run_eval(step)
+      if callbacks:
+        agent_now = host_agents()[0]
+        for cb in callbacks:
+          cb.after_eval(step, agent_now, last_evals[0])
     t_f = clock()
-    if crossed(step, int(config.checkpoint_every)) or step == total or preempted:
+    if crossed(step, int(c0.checkpoint_every)) or step == total or preempted:
       save(step)
     t_g = clock()
     timings["wait_s"] += t_b - t_a
@@ -435,19 +507,24 @@ def train_online(config: ml_collections.ConfigDict, workdir: str, *, agent=None,
   if previous_handler is not None:
     signal.signal(signal.SIGTERM, previous_handler)
   ckpt.close()
-  logger.close()
+  for lg in loggers:
+    lg.close()
   elapsed = time.time() - t0
-  summary = {"env_id": env_id, "steps": step, "episodes": runner.episodes,
-             "num_envs": num_envs, "overlap": overlap,
-             "preempted": bool(preempted), "last_eval": last_eval,
-             "recent_train_returns": runner.recent_returns[-10:], "wall_time_s": elapsed,
-             "env_steps_per_s": (step - step0) / max(elapsed, 1e-9),
-             "timings": {**timings, "steps": step - step0}}
-  if atd is not None:
-    summary["extras"] = atd.metrics(state.aug, real_size=min(step, capacity))
-  atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
+  summaries = []
+  for p, (c, d) in enumerate(zip(configs, dirs)):
+    summary = {"env_id": env_id, "steps": step, "episodes": runner.episodes(p),
+               "num_envs": num_envs, "overlap": overlap, "preempted": bool(preempted),
+               "last_eval": last_evals[p], **last_evals[p],  # (also top level: sweep_report)
+               "recent_train_returns": runner.recent_returns[p],
+               "wall_time_s": elapsed,
+               "env_steps_per_s": (step - step0) * num_points / max(elapsed, 1e-9),
+               "timings": {**timings, "steps": (step - step0) * num_points}}
+    if atd is not None:
+      summary["extras"] = atd.metrics(state.aug, real_size=min(step, capacity))
+    atomic_write_text(os.path.join(d, "summary.json"), json.dumps(summary, indent=2))
+    summaries.append(summary)
   runner.close()
-  return summary
+  return summaries
 
 
 def _check_finite_metrics(metrics: dict, step: int, ckpt: Checkpointer) -> None:
@@ -459,9 +536,12 @@ def _check_finite_metrics(metrics: dict, step: int, ckpt: Checkpointer) -> None:
   loop_lib.raise_if_nonfinite(jax.device_get(dict(metrics)), f"env step {step}", ckpt)
 
 
-def _checkpoint_target(state: LoopState, spec: EnvSpec, runner: VecEnvRunner, callbacks):
+def _checkpoint_target(state: LoopState, spec: EnvSpec, runner: VecEnvRunner, callbacks,
+                       num_points: int = 0):
+  """What a checkpoint holds; `num_points` > 0: the state has a leading axis of points."""
   n = len(runner.runners)
-  return {"state": state.replace(action=jnp.zeros((n, spec.act_dim), jnp.float32)),
+  action_shape = (num_points, runner.num_envs) if num_points else (n,)
+  return {"state": state.replace(action=jnp.zeros(action_shape + (spec.act_dim,), jnp.float32)),
           "obs": np.zeros((n, spec.obs_dim), np.float32),
           "episode_actions": np.zeros((n, runner.max_len, spec.act_dim), np.float32),
           "callbacks": _callback_states(callbacks, template=True)}

@@ -204,6 +204,11 @@ def is_generator_config(config) -> bool:
   return "method" in config and "diffusion" in config and "agent_name" not in config
 
 
+def is_online_config(config) -> bool:
+  """An online config (configs/sac.py, redq.py, rlpd.py): env steps instead of a dataset."""
+  return "num_env_steps" in config and "env_id" in config
+
+
 def leaf_prefix(config) -> str:
   """Where the learner's float hyperparameters live: `agent.` (agents), `diffusion.`
   (generators: jaxaug.diffusion.train follows the agent convention)."""
@@ -391,7 +396,7 @@ def run_sweep(config: ml_collections.ConfigDict, points: Sequence[Point], workdi
   validate_points(config, points, where)
   configs = [apply_overrides(config, p, where) for p in points]
   for c in configs:
-    if int(c.num_seeds) != 1:
+    if int(c.get("num_seeds", 1)) != 1:
       raise ValueError(f"config.num_seeds={c.num_seeds}: a sweep replaces the seed axis; set "
                        "num_seeds=1 and sweep over seed (seed=range(n))")
     if "augment" in c and c.augment.get("source", ""):
@@ -418,7 +423,8 @@ def run_sweep(config: ml_collections.ConfigDict, points: Sequence[Point], workdi
     for c, d in zip(configs, pdirs):
       config_io.check_workdir_config(c, d)
   results: list = [None] * len(points)
-  run_group = _run_generator_group if is_generator_config(config) else _run_group
+  run_group = (_run_generator_group if is_generator_config(config) else
+               _run_online_group if is_online_config(config) else _run_group)
   for g, idx in enumerate(groups):
     for i, res in zip(idx, run_group([configs[i] for i in idx], [pdirs[i] for i in idx],
                                       os.path.join(workdir, "groups", str(g)), is_main,
@@ -613,3 +619,41 @@ def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[d
         pckpt.close()
       results[i] = dict(summary, state=point_state)
   return results
+
+
+def _run_online_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
+  """Online agents (train_online's configs): each program is `online.train_online_points`, its
+  points' loop states stacked and sharded over `sweep`, one env (or num_envs) per point."""
+  # pylint: disable=g-import-not-at-top
+  from jaxaug import agents as agents_lib
+  from jaxaug import envs
+  from jaxaug.train import online
+
+  if jax.process_count() > 1:
+    raise ValueError("online sweeps run in one process (their envs step on its host); launch "
+                     "one sweep per host instead")
+  c0 = configs[0]
+  agent = agents_lib.get_agent(c0.get("agent_name") or "sac")
+  spec = envs.env_spec(envs.resolve_env_id(c0.env_id))
+  init_with = lambda c: jax.device_get(agent.init(jax.random.key(0), spec, c.agent))
+  subs = split_group(configs, [init_with(c) for c in configs], init_with)
+  results: list = [None] * len(configs)
+  n_dev = len(jax.devices())
+  for sub in subs:
+    if sweep_devices:
+      if n_dev % sweep_devices or len(sub) % sweep_devices:
+        raise ValueError(f"--sweep_devices={sweep_devices} must divide the device count "
+                         f"({n_dev}) and the program's {len(sub)} points (online points are "
+                         "not padded: each has its own envs)")
+      n_sweep = sweep_devices
+    else:
+      n_sweep = max(d for d in range(1, n_dev + 1) if n_dev % d == 0 and len(sub) % d == 0)
+    summaries = online.train_online_points(
+        [configs[i] for i in sub], [pdirs[i] for i in sub],
+        gdir if len(sub) == len(configs) else f"{gdir}_{sub[0]}",
+        mesh=mesh_lib.make_sweep_mesh(n_sweep), agent=agent)
+    for i, summary in zip(sub, summaries):
+      results[i] = summary
+  del is_main
+  return results
+
