@@ -86,6 +86,21 @@ def _prefill(d, n):
                                            timeouts=z))
 
 
+# The routed call runs the sampler inside a while_loop, the references outside one. On jax
+# 0.10's XLA:CPU both compile to the same arithmetic (bitwise equal rows, asserted); other XLA
+# versions may fuse the loop body differently (1-ulp differences seen with jax 0.12), so there
+# the floats are compared to 1e-6 relative. Flags, lengths and counts are exact everywhere.
+BITWISE = jax.__version__.startswith("0.10.")
+
+
+def _assert_same_rows(got, want):
+  for f in FIELDS:
+    if BITWISE or f in ("terminals", "timeouts"):
+      np.testing.assert_array_equal(got[f], want[f], err_msg=f)
+    else:
+      np.testing.assert_allclose(got[f], want[f], rtol=1e-6, atol=1e-6, err_msg=f)
+
+
 def _first_dim_rule(threshold):
   return lambda s: s[..., 0] > threshold
 
@@ -114,8 +129,7 @@ def test_one_generator_one_chunk_writes_exactly_what_synthesize_keeps(diffuser, 
   np.testing.assert_array_equal(np.asarray(sinfo["generator"]), j)
   np.testing.assert_array_equal(np.asarray(info["generator"]), j)
   assert int(buf.size) == int(expected.size) == int(np.asarray(mask).sum()) >= Q
-  for f, want in _rows(expected).items():
-    np.testing.assert_array_equal(_rows(buf)[f], want, err_msg=f)
+  _assert_same_rows(_rows(buf), _rows(expected))
   np.testing.assert_array_equal(np.asarray(info["length"]), np.asarray(sinfo["length"]))
   for name in ("out_of_range_rows", "out_of_range_entries"):
     assert int(info[name]) == int(sinfo[name]) > 0
@@ -171,8 +185,7 @@ def test_mixed_routes_write_every_state_in_generator_then_queue_order(diffuser):
   assert int(info["transitions"]) == total == int(buf.size) - 4 == int(buf.ptr) - 4
   assert int(info["trajectories"]) == count
   got = _rows(buf, 4, total)
-  for f, v in want.items():
-    np.testing.assert_array_equal(got[f], v, err_msg=f)
+  _assert_same_rows(got, want)
   # order, checked directly: generator by generator, queue order within, each trajectory's
   # first row starts at its queue state and its last row carries the timeout
   order = [q for j in range(3) for q in range(count) if choice[q] == j]
@@ -196,8 +209,9 @@ def test_count_zero_writes_nothing_and_full_queue_runs_several_chunks(diffuser):
   assert int(info["trajectories"]) == 0
   np.testing.assert_array_equal(np.asarray(info["generator"]), -1)
   assert int(buf.size) == 5 and int(buf.ptr) == 5
-  for f in ("observations", "actions", "rewards", "timeouts"):
-    np.testing.assert_array_equal(np.asarray(getattr(buf.data, f)), np.asarray(getattr(pre.data, f)))
+  for f in FIELDS:  # the whole ring, not only the filled rows
+    np.testing.assert_array_equal(np.asarray(getattr(buf.data, f)),
+                                  np.asarray(getattr(pre.data, f)), err_msg=f)
   # count = Qc, all on generator 1, bucket 5: chunks of 5, 5 and 2 states
   buf, info = GEN(d, None, pre, key, starts, jnp.int32(Q), TASKS, bucket_size=5)
   length = np.asarray(info["length"])
@@ -206,8 +220,7 @@ def test_count_zero_writes_nothing_and_full_queue_runs_several_chunks(diffuser):
   assert int(buf.size) == 5 + length.sum() == 5 + int(info["transitions"])
   want, ref_len, _ = _reference(d, key, starts, Q, 5)
   np.testing.assert_array_equal(length, ref_len)
-  for f, v in want.items():
-    np.testing.assert_array_equal(_rows(buf, 5, int(length.sum()))[f], v, err_msg=f)
+  _assert_same_rows(_rows(buf, 5, int(length.sum())), want)
   starts_rows = np.cumsum(np.concatenate([[0], length[:-1]]))
   np.testing.assert_array_equal(_rows(buf, 5, int(length.sum()))["observations"][starts_rows],
                                 np.asarray(starts))
@@ -215,14 +228,20 @@ def test_count_zero_writes_nothing_and_full_queue_runs_several_chunks(diffuser):
 
 def test_compiles_once_for_every_count_and_uses_the_given_parameters(diffuser):
   d = _with_estimator(diffuser, 3.0, 5.0)
-  fn = jax.jit(adiff.generate_into, static_argnames=STATIC)
+  traces = []
+
+  def counted(*args, **kwargs):  # a wrapper of its own: newer jax shares jit caches per function
+    traces.append(1)
+    return adiff.generate_into(*args, **kwargs)
+
+  fn = jax.jit(counted, static_argnames=STATIC)
   starts, key = _starts(d, seed=2), jax.random.key(4)
   ema = tuple(g.ema_params for g in d.generators)
   sizes = []
   for count in (0, 4, Q):
     buf, info = fn(d, ema, _empty(d), key, starts, jnp.int32(count), TASKS, bucket_size=4)
     sizes.append(int(buf.size))
-  assert fn._cache_size() == 1
+  assert len(traces) == 1 and fn._cache_size() == 1
   assert sizes[0] == 0 < sizes[1] < sizes[2]
   # gen_params are what is sampled: the EMA params given explicitly = None; others differ
   same, _ = GEN(d, None, _empty(d), key, starts, jnp.int32(Q), TASKS, bucket_size=4)
