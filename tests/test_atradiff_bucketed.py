@@ -261,3 +261,32 @@ def test_bad_arguments_name_the_argument(diffuser):
   with pytest.raises(ValueError, match="gen_params"):
     adiff.generate_into(diffuser, (diffuser.generators[0].ema_params,), _empty(diffuser),
                         jax.random.key(0), starts, jnp.int32(1), TASKS, bucket_size=4)
+
+
+def test_vmapped_over_points_matches_each_point(diffuser):
+  """A sweep vmaps the round over points (own buffer, key, queue, count, parameters; shared
+  diffuser): the while_loops then run to the largest chunk count with finished points held."""
+  d = _with_estimator(diffuser, 3.0, 5.0)
+  ema = tuple(g.ema_params for g in d.generators)
+  params = [ema, jax.tree.map(lambda p: p * 0.9, ema)]
+  starts = [_starts(d, seed=21), _starts(d, seed=22)]
+  counts, keys = [Q, 3], [jax.random.key(31), jax.random.key(32)]
+  bufs = [_prefill(d, 2), _empty(d)]
+  stack = lambda xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
+  run = lambda p, s, k, q, n: adiff.generate_into(d, p, s, k, q, n, TASKS, bucket_size=4,
+                                                  max_action=1.0)
+  out, info = jax.jit(jax.vmap(run))(stack(params), stack(bufs), stack(keys), stack(starts),
+                                     jnp.asarray(counts, jnp.int32))
+  assert int(info["chunks"][0]) > int(info["chunks"][1]) > 0
+  for i in range(2):
+    one, one_info = GEN(d, params[i], bufs[i], keys[i], starts[i], jnp.int32(counts[i]), TASKS,
+                        bucket_size=4, max_action=1.0)
+    for name in ("length", "generator", "chunks", "transitions", "out_of_range_rows"):
+      np.testing.assert_array_equal(np.asarray(info[name][i]), np.asarray(one_info[name]))
+    got = jax.tree.map(lambda x: x[i], out)
+    assert int(got.size) == int(one.size) and int(got.ptr) == int(one.ptr)
+    n = int(one.size)
+    want = _rows(one, 0, n)
+    got_rows = _rows(got, 0, n)
+    for f in FIELDS:  # batched matmuls may sum in another order
+      np.testing.assert_allclose(got_rows[f], want[f], rtol=1e-5, atol=1e-5, err_msg=f)
