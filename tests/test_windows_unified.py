@@ -309,6 +309,8 @@ def test_window_options_are_checked():
   with pytest.raises(ValueError, match="task_ids has 2 entries"):
     adata.build_window_data(ds, adata.fit_row_stats(ds), 4, task_ids=np.zeros(2))
   wd = adata.build_window_data(ds, adata.fit_row_stats(ds), 4)
+  with pytest.raises(ValueError, match="needs GTA's windows"):
+    windows.encode(wd, jnp.arange(2))
   with pytest.raises(ValueError, match="exceeds the padding 4"):
     adata.gather_windows(wd, jnp.arange(2), 5)
   with pytest.raises(ValueError, match="padding must be >= 1"):

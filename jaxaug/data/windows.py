@@ -354,7 +354,10 @@ def normalize(data: WindowData, x_raw: jax.Array, lengths: jax.Array) -> jax.Arr
 
 
 def encode(data: WindowData, idx: jax.Array) -> dict:
-  """A training / augmentation batch: normalised windows, loss mask, condition, lengths."""
+  """GTA: a training / augmentation batch: normalised windows, loss mask, condition, lengths."""
+  if data.spec.condition != "return" or data.spec.prenormalized:
+    raise ValueError("windows.encode needs GTA's windows (return condition, raw rows); got "
+                     f"condition {data.spec.condition!r}, prenormalized {data.spec.prenormalized}")
   x_raw, lengths = gather_raw(data, idx)
   return {"x": normalize(data, x_raw, lengths), "mask": loss_mask(data.spec, lengths),
           "cond": data.returns[idx][:, None], "lengths": lengths}
