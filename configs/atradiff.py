@@ -86,17 +86,6 @@ FIXES = {
 PAPER_ENV_STEPS = 250_000  # Sec. 5.1 (SAC, REDQ) and Fig. 4's locomotion panel (RLPD)
 
 
-def atradiff_config() -> ml_collections.ConfigDict:
-  """config.atradiff, plus the cadence of the diffuser's training stages (updates between
-  logged losses and between checkpoints; 0 = only at the end of a stage). They change nothing
-  that is trained (jaxaug.augment.atradiff.training rounds them to whole dispatches)."""
-  a = _online_atradiff_config()
-  for name, value in (("generator_log_every", 1000), ("generator_checkpoint_every", 5000)):
-    if name not in a:  # the online config may come to define them
-      a[name] = value
-  return a
-
-
 def _sibling(name: str, arg: str) -> ml_collections.ConfigDict:
   return load_config_file(f"{name}:{arg}")
 
@@ -108,7 +97,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   if arg in ("tiny", "tiny-rlpd"):
     c = _sibling("sac", "tiny") if arg == "tiny" else _sibling("rlpd", "tiny")
     c.agent_name = "sac" if arg == "tiny" else "rlpd"
-    c.atradiff = atradiff_config()
+    c.atradiff = _online_atradiff_config()
     a = c.atradiff
     a.lengths = (4, 8)
     a.denoiser_width, a.denoiser_blocks, a.denoiser_dim_t = 32, 1, 16
@@ -118,7 +107,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     a.estimator_hidden_dims = (32,)
     a.estimator_steps = 50
     a.preliminary_samples = 32
-    a.queue_size = 16
+    a.bucket_size = 8
     a.generation_interval = 50
     a.synthetic_capacity = 2000
     a.adapt = True  # exercise the adaptation path too
@@ -140,7 +129,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
   c = _sibling(agent, env)
   c.agent_name = agent
   c.num_env_steps = PAPER_ENV_STEPS
-  c.atradiff = atradiff_config()
+  c.atradiff = _online_atradiff_config()
   a = c.atradiff
   a.offline_dataset = _d4rl_dataset(c, env)
   if agent == "rlpd":  # offline-to-online with online adaptation (Sec. 5.2, Fig. 7)
@@ -184,7 +173,7 @@ def _cpu_scale(agent: str, env: str) -> ml_collections.ConfigDict:
     c.num_env_steps = 10_000
     c.eval_every = 1000
     c.checkpoint_every = 2500
-  c.atradiff = atradiff_config()
+  c.atradiff = _online_atradiff_config()
   a = c.atradiff
   if env != "hopper":  # only Hopper's medium-replay is embedded; the others read D4RL's file
     a.offline_dataset = _d4rl_dataset(c, env)
@@ -204,7 +193,7 @@ def _cpu_scale(agent: str, env: str) -> ml_collections.ConfigDict:
   a.estimator_steps = 1000
   a.num_sample_steps = 16
   a.synthetic_capacity = 100_000
-  a.queue_size = 64
+  a.bucket_size = 16
   a.generation_interval = 250
   return c
 
@@ -242,7 +231,7 @@ def _suite_preset(name: str) -> ml_collections.ConfigDict:
     c.reward_shift = -1.0  # train_finetuning.py: batch["rewards"] -= 1 for antmaze
   c.num_env_steps = SUITE_ENV_STEPS[suite]
   c.replay_capacity = c.num_env_steps  # the reference's online buffer holds max_steps
-  c.atradiff = atradiff_config()
+  c.atradiff = _online_atradiff_config()
   a = c.atradiff
   a.offline_dataset = c.get_ref("offline_dataset")  # the diffusers learn the same data
   a.adapt = True  # Sec. 5.2: online adaptation (TD-error importance)

@@ -8,6 +8,11 @@ r"""A sweep as one sharded program vs the same points as sequential single runs.
 `--bench=td3bc` (default): a TD3+BC sweep over agent.alpha x seed (train_offline per point when
 sequential). `--bench=gta`: a GTA generator sweep over diffusion.learning_rate x seed
 (configs/gta.py:tiny, batch `--gen_batch_size`; train_generator per point when sequential).
+`--bench=sac`: an online SAC sweep over agent.tau x seed on Hopper (configs/sac.py:tiny,
+`--num_steps` env steps per point with `--start_steps` random ones; one env per point;
+train_online per point when sequential):
+  python experiments/bench_sweep.py --bench=sac --devices=4 --taus=0.005,0.01 --seeds=2 \
+      --num_steps=1000 --start_steps=200 --out=bench_sweep_sac.json
 
 Each variant runs in its own subprocess with `--devices` fake CPU devices
 (XLA_FLAGS=--xla_force_host_platform_device_count), in the same invocation:
@@ -37,7 +42,9 @@ _ALPHAS = flags.DEFINE_list("alphas", ["1", "2.5", "5", "10"], "TD3+BC alpha val
 _SEEDS = flags.DEFINE_integer("seeds", 4, "seeds per alpha")
 _STEPS = flags.DEFINE_integer("num_steps", 200, "updates per point")
 _K = flags.DEFINE_integer("updates_per_dispatch", 100, "updates per dispatch")
-_BENCH = flags.DEFINE_enum("bench", "td3bc", ["td3bc", "gta"], "which sweep")
+_BENCH = flags.DEFINE_enum("bench", "td3bc", ["td3bc", "gta", "sac"], "which sweep")
+_TAUS = flags.DEFINE_list("taus", ["0.005", "0.01"], "sac: target smoothing values")
+_START = flags.DEFINE_integer("start_steps", 200, "sac: random start steps per point")
 _LRS = flags.DEFINE_list("lrs", ["3e-4", "1e-3"], "gta: diffusion learning rates")
 _GEN_BATCH = flags.DEFINE_integer("gen_batch_size", 64, "gta: batch size")
 _OUT = flags.DEFINE_string("out", "bench_sweep.json", "JSON output")
@@ -47,6 +54,12 @@ _WORKDIR = flags.DEFINE_string("variant_workdir", "", "internal")
 
 def _config():
   sys.path.insert(0, ROOT)
+  if _BENCH.value == "sac":
+    from configs import sac as sac_config  # pylint: disable=g-import-not-at-top
+    c = sac_config.get_config("tiny")
+    c.update(dict(num_env_steps=_STEPS.value, start_steps=_START.value, log_every=_STEPS.value,
+                  eval_every=0, checkpoint_every=0, replay_capacity=max(_STEPS.value, 1000)))
+    return c
   if _BENCH.value == "gta":
     from configs import gta as gta_config  # pylint: disable=g-import-not-at-top
     c = gta_config.get_config("tiny")
@@ -61,6 +74,8 @@ def _config():
 
 
 def _spec() -> str:
+  if _BENCH.value == "sac":
+    return f"agent.tau=[{','.join(_TAUS.value)}] seed=range({_SEEDS.value})"
   if _BENCH.value == "gta":
     return f"diffusion.learning_rate=[{','.join(_LRS.value)}] seed=range({_SEEDS.value})"
   return f"agent.alpha=[{','.join(_ALPHAS.value)}] seed=range({_SEEDS.value})"
@@ -78,6 +93,9 @@ def run_variant(name: str, workdir: str) -> dict:
   if _BENCH.value == "gta":
     from jaxaug.augment import pipeline  # pylint: disable=g-import-not-at-top
     single = pipeline.train_generator
+  elif _BENCH.value == "sac":
+    from jaxaug.train.online import train_online  # pylint: disable=g-import-not-at-top
+    single = train_online
   else:
     single = train_offline
   if name == "sweep":
@@ -114,7 +132,8 @@ def main(argv):
               f"--variant_workdir={os.path.join(tmp, name)}", f"--num_steps={_STEPS.value}",
               f"--updates_per_dispatch={_K.value}", f"--alphas={','.join(_ALPHAS.value)}",
               f"--seeds={_SEEDS.value}", f"--bench={_BENCH.value}",
-              f"--lrs={','.join(_LRS.value)}", f"--gen_batch_size={_GEN_BATCH.value}"]
+              f"--lrs={','.join(_LRS.value)}", f"--gen_batch_size={_GEN_BATCH.value}",
+              f"--taus={','.join(_TAUS.value)}", f"--start_steps={_START.value}"]
       load = os.getloadavg()[0]
       r = subprocess.run(argv, env=env, capture_output=True, text=True)
       if r.returncode:

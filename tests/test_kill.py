@@ -5,6 +5,7 @@ docs/crash_safety.md). One job per kind, the fault points of kill_harness.defaul
   train_diffusion (GTA)      checkpoint.commit:2
   augment (GTA)              augment.chunk:2
   train_online (SAC)         online.checkpoint:1, checkpoint.committed:2
+  train_online (SAC, 4 envs, overlap; ATraDiff with adaptation)   the same two points
   build_dataset              dataset.write:1, online.checkpoint:2
 experiments/kill_test.py runs every job (IQL, CQL, MCQ, DTQL, SynthER, ATraDiff too) at more
 points, random delays included.
@@ -28,7 +29,7 @@ from tests.helpers import kill_harness as kh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CI_JOBS = ("train_offline-td3bc", "train_diffusion-gta", "augment-gta", "train_online-sac",
-           "build_dataset")
+           "train_online-sac-vec", "train_online-atradiff", "build_dataset")
 
 
 @pytest.fixture(scope="module")

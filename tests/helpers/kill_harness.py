@@ -27,7 +27,7 @@ What is compared, and what is not (and why):
     wall_time_s, env_steps_per_s, train/env_steps_per_s (online summaries and metrics),
     seconds (the builder's <env>-build.json), wall_seconds (generation metadata), created
     (the builder's dataset metadata), atradiff/{pretrain,generation,adaptation}_s (ATraDiff
-    timings).
+    timings), timings (the online loop's per-phase seconds in summary.json).
   * EXCLUDED_DIRS: tb/ (TensorBoard event files: the file name holds the host name and creation
     time, and every event its wall time). EXCLUDED_SUFFIXES: .log (console logs).
 
@@ -57,7 +57,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 WALL_CLOCK_KEYS = frozenset({
     "wall_time_s", "env_steps_per_s", "train/env_steps_per_s", "seconds", "wall_seconds",
-    "created", "atradiff/pretrain_s", "atradiff/generation_s", "atradiff/adaptation_s"})
+    "created", "atradiff/pretrain_s", "atradiff/generation_s", "atradiff/adaptation_s",
+    "timings"})
 EXCLUDED_DIRS = frozenset({"tb"})
 EXCLUDED_SUFFIXES = (".log",)
 # Names a killed write may leave behind (never read as results).

@@ -51,6 +51,7 @@ from jaxaug.augment.atradiff import data as adata
 from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.augment.atradiff import importance as aimp
 from jaxaug.augment.atradiff import store as astore
+from jaxaug.augment.atradiff import training as atraining
 from jaxaug.data import replay
 from jaxaug.data.dataset import OfflineDataset, Transitions
 from jaxaug.data.loaders import load_dataset
@@ -95,6 +96,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.generator_steps = 20_000
   c.generator_batch_size = 256
   c.generator_lr = 3e-4
+  # Cadence of the diffuser's training stages (jaxaug.augment.atradiff.training): updates
+  # between logged losses and between checkpoints (0 = only at a stage's end). They change
+  # nothing that is trained (rounded to whole dispatches).
+  c.generator_log_every = 1000
+  c.generator_checkpoint_every = 5000
   c.ema_decay = 0.995
   c.ema_every = 10
   c.steps_per_dispatch = 200
@@ -363,8 +369,9 @@ def episodes_from_flags(buf: replay.ReplayBuffer, recent: int, max_episode_len: 
 # ------------------------------------------------------------------------------- setup (host)
 
 def _keys(seed: int):
-  """(diffuser training, preliminary generation, AugState) keys of run `seed`."""
-  return jax.random.split(jax.random.fold_in(jax.random.key(int(seed)), 0xA7D), 3)
+  """(diffuser training, preliminary generation, AugState) keys of run `seed` (the first is
+  training.diffuser_key(seed))."""
+  return jax.random.split(jax.random.fold_in(jax.random.key(int(seed)), atraining.KEY_SALT), 3)
 
 
 def state_key(seed: int) -> jax.Array:
@@ -402,9 +409,10 @@ def setup(config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None,
   t0 = time.time()
   directory = acfg.diffuser_dir or (os.path.join(workdir, "atradiff_diffuser") if workdir
                                     else "")
-  fingerprint = astore.fingerprint(ds, acfg.offline_dataset, acfg) if directory else None
   length_fp = astore.length_fingerprint(acfg, config.env_id)
-  diffuser, meta = _load_or_train(k_train, ds, acfg, directory, fingerprint)
+  # Restored when `directory` holds one trained on this dataset with this diffuser config (else
+  # a ValueError naming both), else trained there through run_training (resumable).
+  diffuser, meta = atraining.train_or_restore(config, ds, directory, k_train)
   const = AugConst(diffuser=diffuser,
                    windows=adata.build_window_data(ds, diffuser.stats, diffuser.spec.max_length))
   settings = dict(
@@ -425,13 +433,13 @@ def setup(config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None,
       max_episode_len=int(max_episode_len), td_error_fn=td_error_fn)
   if float(acfg.expected_length) > 0:
     length = float(acfg.expected_length)
-  elif meta is not None and meta.get("length_fingerprint") == length_fp:
+  elif meta.get("length_fingerprint") == length_fp and meta.get("expected_length"):
     length = float(meta["expected_length"])
   else:  # new diffuser, or its stored L came from other sampler/pruner/termination settings
     length = preliminary_length(ATraDiff(**settings), const, ds, k_len, int(config.seed),
                                 int(acfg.preliminary_samples))
-  if meta is None and directory:
-    astore.save(directory, diffuser, fingerprint, length, length_fp)
+    if directory:
+      astore.save_expected_length(directory, length, length_fp)
   settings.update(expected_length=length, pretrain_s=time.time() - t0,
                   store_probability=abuffer.store_probability(float(acfg.synthetic_ratio),
                                                               length))
@@ -439,19 +447,6 @@ def setup(config: ml_collections.ConfigDict, spec: EnvSpec, workdir: str | None,
   logging.info("ATraDiff: L=%.2f, store probability %.4f, synthetic_ratio %.2f", length,
                atd.store_probability, atd.synthetic_ratio)
   return atd, const
-
-
-def _load_or_train(k_train, ds, acfg, directory, fingerprint):
-  """(diffuser, meta): restored from `directory` if it holds one trained on the same dataset
-  with the same diffuser config (else ValueError; meta has L), or newly trained."""
-  if directory:
-    diffuser, meta = astore.restore(directory, k_train, ds, acfg, fingerprint)
-    if diffuser is not None:
-      logging.info("ATraDiff: restored the diffuser from %s", directory)
-      return diffuser, meta
-  diffuser = adiff.train_diffuser(
-      k_train, ds, acfg, log_fn=lambda n, s, v: logging.info("atradiff %s %d %.4f", n, s, v))
-  return diffuser, None
 
 
 def preliminary_length(atd: ATraDiff, const: AugConst, ds: OfflineDataset, key: jax.Array,

@@ -47,7 +47,7 @@ DIFFUSER_SUBDIR = "diffuser"  # a training directory's assembled diffuser
 LENGTH_FILE = "expected_length.json"
 # Fields the preliminary estimate of L depends on (besides the diffuser itself).
 LENGTH_FIELDS = ("num_sample_steps", "s_churn", "prune_rule", "prune_min_gap",
-                 "inpaint_first_state", "terminal_fn", "preliminary_samples", "queue_size",
+                 "inpaint_first_state", "terminal_fn", "preliminary_samples", "bucket_size",
                  "task_id")
 _ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
