@@ -102,6 +102,7 @@ class _RecordingAgent:
 
 def test_reward_shift_is_added_to_sampled_batches_only():
   from jaxaug.train import online
+  from jaxaug.train.online_state import LoopData, LoopState, OnlineFns, unpack_rows
   spec = EnvSpec(obs_dim=3, act_dim=2, max_action=1.0, env_id="stub")
   rows = Transitions(observations=jnp.ones((8, 3)), actions=jnp.zeros((8, 2)),
                      rewards=jnp.full((8,), 0.25), next_observations=jnp.ones((8, 3)),
@@ -114,16 +115,18 @@ def test_reward_shift_is_added_to_sampled_batches_only():
     return buf
 
   packed = jnp.asarray(online.pack_step(np.zeros(3), np.zeros(2), 0.25, np.zeros(3), False,
-                                        False, np.zeros(3)))
+                                        False, np.zeros(3)))[None]
   out = {}
   for shift in (0.0, -1.0):
-    step, _ = online.make_step_fn(_RecordingAgent, spec, 4, 1, replay.sample,
-                                  reward_shift=shift)
-    _, new_buf, _, _, metrics = step(_RecordingAgent.init(None, spec, None), full_buffer(),
-                                     jax.random.key(0), packed, False, do_update=True)
+    fns = OnlineFns(agent=_RecordingAgent, spec=spec, batch_size=4, reward_shift=shift,
+                    replay_capacity=8)
+    state = LoopState(agent=_RecordingAgent.init(None, spec, None), buffer=full_buffer(),
+                      key=jax.random.key(0), action=None)
+    state = fns.store(state, unpack_rows(spec, packed)[0], jnp.int32(8))
+    state, metrics = jax.jit(lambda s: fns.update(s, LoopData(), True))(state)
     out[shift] = float(metrics["reward_mean"])
     # The stored rows keep the environment's reward.
-    np.testing.assert_allclose(np.asarray(new_buf.data.rewards), 0.25)
+    np.testing.assert_allclose(np.asarray(state.buffer.data.rewards), 0.25)
   assert out[0.0] == pytest.approx(0.25) and out[-1.0] == pytest.approx(-0.75)
 
 
