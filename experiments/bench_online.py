@@ -7,8 +7,8 @@ machine only ratios within one run mean anything.
 
 Arms: SAC (UTD 1), REDQ (UTD 20, 10 critics, 2x256) and SAC+ATraDiff (atradiff:cpu-hopper with
 short generator training; the diffuser is trained once per tree and reused). The new tree also
-runs the variants of --variants (num_envs 1/8 x overlap off/on); a variant whose config field
-the tree does not have is skipped with a message.
+runs the variants of --variants (num_envs 1 with overlap, num_envs 8 without and with it) after
+its defaults; a variant whose config field the tree does not have is skipped with a message.
 
 Per arm, measured after a warm-up of --warmup env steps (first updates compiled):
   steps/s   env steps per second between the loop's log line at the warm-up step and its last
@@ -20,10 +20,12 @@ Per arm, measured after a warm-up of --warmup env steps (first updates compiled)
   host      ms per env step of host bookkeeping (old: ATraDiff's after_step minus its
             generation and adaptation rounds, which are `augment`)
   other     step time minus all of the above (packing, callbacks, logging, the loop itself)
-The new tree reports env/dispatch/wait/host from summary["timings"] (keys env_s, dispatch_s,
-wait_s, host_s, steps); other = step time minus their sum.
+The new tree's breakdown is its own `timings` (env_s, dispatch_s, wait_s, host_s: what
+summary["timings"] reports for the whole run, compilation included) read at the two log lines
+and differenced; dispatch then includes ATraDiff's rounds (dispatched with the update), host
+the loop's logging. other = step time minus their sum.
 
-  python experiments/bench_online.py                       # everything, ~10 min on 2 cores
+  python experiments/bench_online.py                       # everything, ~15 min on 2 busy cores
   python experiments/bench_online.py --trees=old --out=/tmp/bench_online_old.json
 """
 
@@ -50,9 +52,9 @@ ALGOS = {
         "atradiff.generator_steps": 200, "atradiff.steps_per_dispatch": 100,
         "atradiff.estimator_steps": 200}),
 }
-# New-tree variants: name -> overrides of fields the old loop does not have.
+# New-tree variants besides its defaults (num_envs 1, overlap off: the references' order):
+# name -> overrides of fields the old loop does not have.
 VARIANTS = {
-    "n1": {"num_envs": 1, "overlap": False},
     "n1-overlap": {"num_envs": 1, "overlap": True},
     "n8": {"num_envs": 8, "overlap": False},
     "n8-overlap": {"num_envs": 8, "overlap": True},
@@ -71,10 +73,15 @@ def _flags():
                  help=f"new-tree variants, subset of {','.join(VARIANTS)} ('' = defaults only)")
   p.add_argument("--warmup", type=int, default=200, help="env steps before timing (x8)")
   p.add_argument("--steps", type=int, default=400, help="timed env steps, SAC and ATraDiff")
-  p.add_argument("--redq_steps", type=int, default=32, help="timed env steps, REDQ")
-  p.add_argument("--updates_in_warmup", type=int, default=8,
-                 help="env steps with updates inside the warm-up (compiles them)")
+  p.add_argument("--redq_steps", type=int, default=64, help="timed env steps, REDQ")
+  p.add_argument("--updates_in_warmup", type=int, default=16,
+                 help="env steps with updates inside the warm-up (compiles them); at least two "
+                      "loop iterations of 8 envs (the new loop's timings are read one iteration "
+                      "late, so the first update iteration, with its compilation, must be done)")
   p.add_argument("--repeats", type=int, default=1, help="rounds of all arms, interleaved")
+  p.add_argument("--set", default="{}",
+                 help='JSON config overrides for every arm (atradiff.* only for ATraDiff), '
+                      'e.g. {"atradiff.synthetic_capacity": 10000}')
   p.add_argument("--arm_timeout", type=int, default=900, help="seconds per arm")
   p.add_argument("--out", default="", help="JSON output (default: runs/bench_online.json)")
   p.add_argument("--driver", default="", help=argparse.SUPPRESS)  # child mode: arm JSON
@@ -156,6 +163,18 @@ def _instrument_old_loop(acc: dict, warmup: int) -> bool:
   return True
 
 
+def _loop_timings() -> dict | None:
+  """A copy of the `timings` dict of the running train_online (the new loop keeps its per-step
+  times there and reports them only at the end, compilation included); None if there is none."""
+  frame = sys._getframe(1)  # pylint: disable=protected-access
+  while frame is not None:
+    if frame.f_code.co_name == "train_online":
+      timings = frame.f_locals.get("timings")
+      return dict(timings) if isinstance(timings, dict) else None
+    frame = frame.f_back
+  return None
+
+
 def drive(arm: dict) -> dict:
   """Runs one arm in this process (PYTHONPATH picks the tree) and returns its figures."""
   import jaxaug  # pylint: disable=g-import-not-at-top
@@ -172,23 +191,26 @@ def drive(arm: dict) -> dict:
   warmup = int(arm["warmup"])
   acc = {k: 0.0 for k in BREAKDOWN}
   old_loop = arm["tree"] == "old" and _instrument_old_loop(acc, warmup)
-  logs = []  # (time, step) of train log lines
+  logs = []  # (start, end, step, the loop's timings so far or None) of train log lines
   log = jlog.MetricLogger.log
 
   def timed_log(self, step, metrics, *a, **k):
+    t = time.perf_counter()
+    out = log(self, step, metrics, *a, **k)  # fetches the metrics: may wait for the device
     if not any(str(key).startswith("eval/") for key in metrics):
-      logs.append((time.perf_counter(), int(step)))
-    return log(self, step, metrics, *a, **k)
+      logs.append((t, time.perf_counter(), int(step), _loop_timings()))
+    return out
 
   jlog.MetricLogger.log = timed_log
   t0 = time.perf_counter()
   summary = online.train_online(config, arm["workdir"])
   total_s = time.perf_counter() - t0
-  timed = [(t, s) for t, s in logs if s >= warmup]
+  timed = [x for x in logs if x[2] >= warmup]
   if len(timed) < 2:
-    raise RuntimeError(f"bench_online: train log lines at {[s for _, s in logs]}; need one at "
+    raise RuntimeError(f"bench_online: train log lines at {[x[2] for x in logs]}; need one at "
                        f">= {warmup} and a later one (log_every = warm-up)")
-  (t_a, s_a), (t_b, s_b) = timed[0], timed[-1]
+  # the window: from the end of the first log line at/after the warm-up to the start of the last
+  (log_a0, t_a, s_a, tm_a), (t_b, _, s_b, tm_b) = timed[0], timed[-1]
   steps = s_b - s_a
   out = {"steps_timed": steps, "steps_per_s": steps / (t_b - t_a),
          "step_ms": (t_b - t_a) / steps * 1e3, "process_s": total_s,
@@ -196,12 +218,24 @@ def drive(arm: dict) -> dict:
   if old_loop:
     out["breakdown_ms"] = {k: v / steps * 1e3 for k, v in acc.items()}
     out["breakdown_source"] = "old loop, wrapped in the driver, steps after the warm-up"
+  elif tm_a is not None and tm_b is not None:
+    # the loop's own timings between the two log lines (the same number of env steps, one
+    # loop iteration earlier: an iteration's times are added after its log line)
+    # the loop's own timings between the two log lines: the same number of env steps, one
+    # loop iteration earlier (an iteration's times are added after its log line, so the first
+    # log line's own time, which is in `host`, is taken out)
+    d = {k: tm_b.get(f"{k}_s", 0.0) - tm_a.get(f"{k}_s", 0.0)
+         for k in ("env", "dispatch", "wait", "host")}
+    d["host"] -= t_a - log_a0
+    out["breakdown_ms"] = {k: v / steps * 1e3 for k, v in d.items()}
+    out["breakdown_source"] = "train_online's timings, difference between the two log lines"
   elif isinstance(summary.get("timings"), dict) and summary["timings"].get("steps"):
     tm = summary["timings"]
     n = float(tm["steps"])
     out["breakdown_ms"] = {k: float(tm.get(f"{k}_s", 0.0)) / n * 1e3
                            for k in ("env", "dispatch", "wait", "host")}
-    out["breakdown_source"] = f"summary['timings'] over {int(n)} steps"
+    out["breakdown_source"] = (f"summary['timings'] over all {int(n)} steps (compilation, "
+                               "final evaluation and checkpoint included)")
   if "breakdown_ms" in out:
     b = out["breakdown_ms"]
     b["other"] = out["step_ms"] - sum(v for k, v in b.items() if k != "other")
@@ -228,6 +262,10 @@ def _arm(tree: str, tree_path: str, algo: str, variant: str, args, scratch: str)
   overrides = {"num_env_steps": args.warmup + timed, "log_every": args.warmup,
                "start_steps": max(args.warmup - args.updates_in_warmup, 1), "eval_every": 0,
                "eval_episodes": 1, "checkpoint_every": 0, "replay_capacity": 100_000, **extra}
+  for k, v in json.loads(args.set).items():
+    if k.startswith("atradiff.") and algo != "sac_atradiff":
+      continue
+    overrides[k] = v
   if algo == "sac_atradiff":  # one trained diffuser per tree, reused by its later arms
     overrides["atradiff.diffuser_dir"] = os.path.join(scratch, f"diffuser_{tree}")
   return {"tree": tree, "tree_path": tree_path, "algo": algo, "variant": variant,
@@ -263,6 +301,19 @@ def _row(r: dict) -> str:
   return name + f"{r['steps_per_s']:>9.1f}{r['step_ms']:>9.2f}" + cells
 
 
+def _medians(results: list[dict]) -> dict:
+  """(tree, algo, variant) -> median env steps/s over the arms that ran."""
+  groups: dict = {}
+  for r in results:
+    if "steps_per_s" in r:
+      groups.setdefault((r["tree"], r["algo"], r["variant"]), []).append(r["steps_per_s"])
+  out = {}
+  for k, v in groups.items():
+    v = sorted(v)
+    out[k] = v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+  return out
+
+
 def _loadavg() -> list[float]:
   try:
     return list(os.getloadavg())
@@ -285,8 +336,11 @@ def main() -> None:
       raise SystemExit(f"{name}: unknown {bad}; expected some of {tuple(known)}")
   if "old" in trees:
     _ensure_old_tree(args.old_tree, args.old_rev)
-  if args.warmup % 8 or args.steps % 8 or args.redq_steps % 8:
-    raise SystemExit("--warmup, --steps and --redq_steps must be multiples of 8 (num_envs 8)")
+  if args.warmup % 8 or args.steps % 8 or args.redq_steps % 8 or args.updates_in_warmup % 8:
+    raise SystemExit("--warmup, --steps, --redq_steps and --updates_in_warmup must be multiples "
+                     "of 8 (num_envs 8)")
+  if not 16 <= args.updates_in_warmup < args.warmup:
+    raise SystemExit("--updates_in_warmup must be >= 16 and < --warmup")
   scratch = tempfile.mkdtemp(prefix="bench_online_")
   arms = []
   for _ in range(args.repeats):
@@ -307,11 +361,18 @@ def main() -> None:
     results.append(r)
     print(_row(r), flush=True)
   shutil.rmtree(scratch, ignore_errors=True)
+  medians = _medians(results)
+  print("\nmedian env steps/s over the repeats, and relative to the old loop:")
+  for (tree, algo, variant), m in medians.items():
+    old = medians.get(("old", algo, "default"))
+    rel = f"  x{m / old:.2f}" if old and tree == "new" else ""
+    print(f"{tree:<5}{algo:<13}{variant:<11}{m:>9.1f}{rel}")
   from jaxaug.bench import machine_info, write_json  # pylint: disable=g-import-not-at-top
   out = args.out or os.path.join(ROOT, "runs", "bench_online.json")
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   write_json(out, {"argv": sys.argv, "machine": machine_info(), "load_average_start": load0,
                    "load_average_end": _loadavg(), "old_tree": os.path.abspath(args.old_tree),
+                   "median_steps_per_s": {"/".join(k): v for k, v in medians.items()},
                    "results": results})
   print(f"wrote {out}")
 

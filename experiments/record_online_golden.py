@@ -9,13 +9,13 @@ same run on the same seed.
 
 Whichever jaxaug is importable is the one recorded; to record a frozen tree:
 
-  git archive 16ba351 | tar -x -C /tmp/old_tree
+  mkdir -p /tmp/old_tree && git archive 16ba351 | tar -x -C /tmp/old_tree
   cd /tmp && PYTHONPATH=/tmp/old_tree /work/main/.venv/bin/python \
       /work/main/experiments/record_online_golden.py --out=/work/main/tests/golden/online_2000.json
 
 The output file holds one entry per toolchain (python/jax/jaxlib/numpy/mujoco versions and the
-CPU): runs of an entry with the same toolchain are replaced, other entries kept, so the same file can carry
-goldens for each supported Python/jax pair.
+CPU): runs of an entry with the same toolchain are replaced, other entries kept, so the same
+file can carry goldens for each supported Python/jax pair.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ EXACT_RUNS = ("sac", "redq", "rlpd")
 EARLY_STEPS = 500
 EARLY_RTOL = 1e-5  # 50x the largest difference measured between the two toolchains up to 500
 # ATraDiff's realised synthetic/real ratio vs its target, from step RATIO_FROM on. The golden
-# runs sit at 0.977-0.993 of the target from step 1000: the realised trajectory length exceeds
+# runs sit at 0.977-0.993 of the target from step 1000 (the loop with device-drawn store
+# decisions and routed generation, at 3529c08: 1.004-1.017): the realised trajectory length exceeds
 # the estimate L by ~4%, terminal steps (~4% of steps here) are never queued, ~1800 Bernoulli
 # draws add ~0.7% (one sd) and at most one round's states (16) wait for it. 10% covers
 # these; drawing with probability rho instead of rho / ((1 - rho) L), or losing or doubling
