@@ -11,9 +11,10 @@ runs the variants of --variants (num_envs 1 with overlap, num_envs 8 without and
 its defaults; a variant whose config field the tree does not have is skipped with a message.
 
 Per arm, measured after a warm-up of --warmup env steps (first updates compiled):
-  steps/s   env steps per second between the loop's log line at the warm-up step and its last
-            train log line (MetricLogger.log is wrapped; evaluation and the final checkpoint
-            come after it)
+  steps/s   env steps per second from the end of the loop's log line at the warm-up step to
+            the end of its last train log line (MetricLogger.log is wrapped; a log line fetches
+            the last update's metrics, so both ends wait for the device; evaluation and the
+            final checkpoint come after it)
   env       ms per env step in the environment (old: EnvRunner.step, resets included)
   dispatch  ms per env step to dispatch the jitted work (old: make_step_fn's step function)
   wait      ms per env step waiting for the device (old: block_until_ready on the action)
@@ -209,8 +210,9 @@ def drive(arm: dict) -> dict:
   if len(timed) < 2:
     raise RuntimeError(f"bench_online: train log lines at {[x[2] for x in logs]}; need one at "
                        f">= {warmup} and a later one (log_every = warm-up)")
-  # the window: from the end of the first log line at/after the warm-up to the start of the last
-  (log_a0, t_a, s_a, tm_a), (t_b, _, s_b, tm_b) = timed[0], timed[-1]
+  # the window: from the end of the first log line at/after the warm-up to the end of the last
+  # (a log line fetches the metrics of the last update: both ends wait for the device)
+  (log_a0, t_a, s_a, tm_a), (_, t_b, s_b, tm_b) = timed[0], timed[-1]
   steps = s_b - s_a
   out = {"steps_timed": steps, "steps_per_s": steps / (t_b - t_a),
          "step_ms": (t_b - t_a) / steps * 1e3, "process_s": total_s,
