@@ -194,6 +194,10 @@ class ATraDiff:
   td_error_fn: Callable | None
   pretrain_s: float = 0.0
 
+  # Fields of AugState only the rounds read or write: the loop keeps them out of its per-step
+  # dispatches (hundreds of leaves: every jitted call pays per argument leaf).
+  round_only_fields = ("gen_params", "adapt_opt", "td", "reward")
+
   # ---------------------------------------------------------------------------- state
   def init(self, const: AugConst, key: jax.Array) -> AugState:
     k_gen, k_store = jax.random.split(key)
