@@ -469,7 +469,9 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
     packed = shape_envs(jnp.asarray(packed))  # one transfer, used by both dispatches
     do_update = step >= start_steps
     random_action = step + num_envs < start_steps
-    state = jits["store"](state, packed, np.int32(step))
+    # (the agent's leaves stay out of the store dispatch: it does not read them)
+    state = jits["store"](state.replace(agent=None), packed, np.int32(step)).replace(
+        agent=state.agent)
     if overlap:  # act with the policy before this update; the env steps while it runs
       action = jits["act"](state, packed, random_action)
       state, metrics = jits["update"](state, data_step, do_update=do_update)
