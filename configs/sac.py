@@ -44,6 +44,9 @@ def get_config(arg: str = "hopper") -> ml_collections.ConfigDict:
   # jaxaug switch: act with the policy before the iteration's update, so the host steps the envs
   # while the device learns (one update of lag). False = the references' order: update, then act.
   c.overlap = False
+  # Add the loop's cumulative per-phase seconds (timings/env_s, wait_s, dispatch_s, ...) to the
+  # train log lines (experiments/bench_online.py); summary.json has them either way.
+  c.log_timings = False
   # Keep host-side infos/qpos and infos/qvel for every replay row (the dataset builder's
   # medium-replay needs them); costs (nq + nv) * 8 bytes per row of replay capacity.
   c.record_infos = False

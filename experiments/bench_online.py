@@ -21,9 +21,8 @@ Per arm, measured after a warm-up of --warmup env steps (first updates compiled)
   host      ms per env step of host bookkeeping (old: ATraDiff's after_step minus its
             generation and adaptation rounds, which are `augment`)
   other     step time minus all of the above (packing, callbacks, logging, the loop itself)
-The new tree's breakdown is its own `timings` (env_s, dispatch_s, wait_s, host_s: what
-summary["timings"] reports for the whole run, compilation included) read at the two log lines
-and differenced; dispatch then includes ATraDiff's rounds (dispatched with the update), host
+The new tree's breakdown is its own cumulative `timings/*` (env_s, dispatch_s, wait_s, host_s),
+which it logs with `config.log_timings`, read at the two log lines and differenced; dispatch then includes ATraDiff's rounds (dispatched with the update), host
 the loop's logging. other = step time minus their sum.
 
   python experiments/bench_online.py                       # everything, ~15 min on 2 busy cores
@@ -164,18 +163,6 @@ def _instrument_old_loop(acc: dict, warmup: int) -> bool:
   return True
 
 
-def _loop_timings() -> dict | None:
-  """A copy of the `timings` dict of the running train_online (the new loop keeps its per-step
-  times there and reports them only at the end, compilation included); None if there is none."""
-  frame = sys._getframe(1)  # pylint: disable=protected-access
-  while frame is not None:
-    if frame.f_code.co_name == "train_online":
-      timings = frame.f_locals.get("timings")
-      return dict(timings) if isinstance(timings, dict) else None
-    frame = frame.f_back
-  return None
-
-
 def drive(arm: dict) -> dict:
   """Runs one arm in this process (PYTHONPATH picks the tree) and returns its figures."""
   import jaxaug  # pylint: disable=g-import-not-at-top
@@ -189,6 +176,8 @@ def drive(arm: dict) -> dict:
   missing = _apply(config, arm["overrides"], arm["optional"])
   if missing:
     return {"skipped": f"this tree's {arm['preset']} config has no field {missing!r}"}
+  if "log_timings" in config:  # the new loop logs its cumulative per-phase seconds
+    config.log_timings = True
   warmup = int(arm["warmup"])
   acc = {k: 0.0 for k in BREAKDOWN}
   old_loop = arm["tree"] == "old" and _instrument_old_loop(acc, warmup)
@@ -198,8 +187,13 @@ def drive(arm: dict) -> dict:
   def timed_log(self, step, metrics, *a, **k):
     t = time.perf_counter()
     out = log(self, step, metrics, *a, **k)  # fetches the metrics: may wait for the device
-    if not any(str(key).startswith("eval/") for key in metrics):
-      logs.append((t, time.perf_counter(), int(step), _loop_timings()))
+    # the loop's train lines only (not evaluations, nor the logs of a diffuser being trained
+    # through run_training before the loop starts)
+    if "train/env_steps_per_s" in metrics:
+      # the new loop's cumulative timings (config.log_timings), None in the old loop
+      tm = {k[len("timings/"):]: float(v) for k, v in metrics.items()
+            if str(k).startswith("timings/")} or None
+      logs.append((t, time.perf_counter(), int(step), tm))
     return out
 
   jlog.MetricLogger.log = timed_log
@@ -212,7 +206,7 @@ def drive(arm: dict) -> dict:
                        f">= {warmup} and a later one (log_every = warm-up)")
   # the window: from the end of the first log line at/after the warm-up to the end of the last
   # (a log line fetches the metrics of the last update: both ends wait for the device)
-  (log_a0, t_a, s_a, tm_a), (_, t_b, s_b, tm_b) = timed[0], timed[-1]
+  (log_a0, t_a, s_a, tm_a), (log_b0, t_b, s_b, tm_b) = timed[0], timed[-1]
   steps = s_b - s_a
   out = {"steps_timed": steps, "steps_per_s": steps / (t_b - t_a),
          "step_ms": (t_b - t_a) / steps * 1e3, "process_s": total_s,
@@ -221,14 +215,14 @@ def drive(arm: dict) -> dict:
     out["breakdown_ms"] = {k: v / steps * 1e3 for k, v in acc.items()}
     out["breakdown_source"] = "old loop, wrapped in the driver, steps after the warm-up"
   elif tm_a is not None and tm_b is not None:
-    # the loop's own timings between the two log lines (the same number of env steps, one
-    # loop iteration earlier: an iteration's times are added after its log line)
-    # the loop's own timings between the two log lines: the same number of env steps, one
-    # loop iteration earlier (an iteration's times are added after its log line, so the first
-    # log line's own time, which is in `host`, is taken out)
+    # the loop's own cumulative timings logged at the two log lines (config.log_timings): env,
+    # wait and dispatch include the logging iteration, so their difference covers exactly the
+    # window's iterations; host (logging, bookkeeping) is added after each log line, so the
+    # difference holds the first log line (before the window: taken out) and lacks the last
+    # (inside it: added)
     d = {k: tm_b.get(f"{k}_s", 0.0) - tm_a.get(f"{k}_s", 0.0)
          for k in ("env", "dispatch", "wait", "host")}
-    d["host"] -= t_a - log_a0
+    d["host"] += -(t_a - log_a0) + (t_b - log_b0)
     out["breakdown_ms"] = {k: v / steps * 1e3 for k, v in d.items()}
     out["breakdown_source"] = "train_online's timings, difference between the two log lines"
   elif isinstance(summary.get("timings"), dict) and summary["timings"].get("steps"):

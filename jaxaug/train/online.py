@@ -399,6 +399,9 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
   # them (every jitted call pays per argument leaf: with them, ~15 ms per env step).
   state, cold = _split_cold(fns, state)
   data_step = data.replace(aug=None)
+  if atd is not None:  # compile the generation round at setup, not in the middle of the run
+    jits["augment_round"].lower(_merge_cold(state, cold), data, generation=True,
+                                adaptation=False).compile()
 
   # resume_step 0 when nothing was checkpointed: records of a killed earlier attempt are dropped.
   loggers = [MetricLogger(d, total, resume_step=latest or 0) for d in dirs]
@@ -446,6 +449,8 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
       out["train/env_steps_per_s"] = (step_ - step0) / max(time.time() - t0, 1e-9)
       if atd is not None:
         out.update(atd.metrics(state.aug, real_size=min(step_, capacity)))
+      if c0.get("log_timings", False):
+        out.update({f"timings/{k}": v for k, v in timings.items()})
       if crossed(step_, int(c0.log_every)):  # (not at an end-of-run log: a run goes on)
         runner.since_log[p] = []
       loggers[p].log(step_, out)
@@ -485,6 +490,9 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
         state, cold = _split_cold(fns, jits["augment_round"](
             _merge_cold(state, cold), data, generation=generation, adaptation=adaptation))
     t_d = clock()
+    timings["wait_s"] += t_b - t_a
+    timings["env_s"] += t_c - t_b
+    timings["dispatch_s"] += t_d - t_c
     if metrics:
       last_metrics = metrics
 
@@ -501,9 +509,6 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
     if crossed(step, int(c0.checkpoint_every)) or step == total or preempted:
       save(step)
     t_g = clock()
-    timings["wait_s"] += t_b - t_a
-    timings["env_s"] += t_c - t_b
-    timings["dispatch_s"] += t_d - t_c
     timings["host_s"] += t_e - t_d
     timings["eval_s"] += t_f - t_e
     timings["checkpoint_s"] += t_g - t_f
