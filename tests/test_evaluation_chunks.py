@@ -89,3 +89,19 @@ def test_chunked_equals_unchunked_maze2d():
   chunked = envs.evaluate(policy, "maze2d-umaze-v1", 5, seed=3, max_envs_in_memory=2,
                           max_steps=60)
   assert chunked == whole
+
+
+def test_groups_in_one_vector_env_equal_separate_evaluations():
+  """evaluate_groups (a sweep's points in ONE vector env) gives each group what evaluate gives
+  it alone: same reset seeds, its own rows of the batched policy call."""
+  calls = []
+
+  def policy(obs):
+    calls.append(len(obs))
+    return np.tanh(np.asarray(obs)[:, :3])
+
+  together = envs.evaluate_groups(policy, "Hopper-v5", 3, [5, 100])
+  assert set(calls) == {6}  # both groups' episodes stepped together
+  for seed, res in zip((5, 100), together):
+    assert res == envs.evaluate(policy, "Hopper-v5", 3, seed=seed)
+  assert together[0] != together[1]

@@ -38,6 +38,13 @@ def default_max_envs(env_id: str) -> int | None:
 def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, seed: int,
              obs_stats: Any = None, max_steps: int | None = None,
              max_envs_in_memory: int | None = -1) -> dict[str, float]:
+  return evaluate_groups(policy_fn, env_id, num_episodes, [seed], obs_stats, max_steps,
+                         max_envs_in_memory)[0]
+
+
+def evaluate_groups(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int,
+                    seeds, obs_stats: Any = None, max_steps: int | None = None,
+                    max_envs_in_memory: int | None = -1) -> list[dict[str, float]]:
   """Runs `num_episodes` episodes and returns raw and normalised return statistics.
 
   Args:
@@ -61,9 +68,18 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
     normalized_score_std, length_mean, num_episodes, success_rate. The score is the one the
     papers report for the env (registry.episode_scores): D4RL-normalised return, or 100 x
     success for Meta-World; an episode succeeds when any step's info has a true 'success'.
+
+  `evaluate_groups(policy_fn, env_id, num_episodes, seeds, ...)` evaluates G = len(seeds)
+  groups (e.g. the points of a sweep) in ONE vector env of G x num_episodes sub-envs: episode i
+  of group g is reset with seeds[g] + i, `policy_fn` gets the observations group-major, and the
+  result is one dict per group, each equal to `evaluate(..., seed=seeds[g])` of that group's
+  policy.
   """
   if num_episodes < 1:
     raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+  groups = len(seeds)
+  episode_seeds = [int(s) + i for s in seeds for i in range(num_episodes)]
+  num_episodes_per_group, num_episodes = num_episodes, num_episodes * groups
   env_id = resolve_env_id(env_id)
   if max_envs_in_memory == -1:
     max_envs_in_memory = default_max_envs(env_id)
@@ -79,28 +95,34 @@ def evaluate(policy_fn: Callable[[Any], Any], env_id: str, num_episodes: int, se
   success = np.zeros(num_episodes, bool)
   for start in range(0, num_episodes, chunk):
     part = slice(start, min(start + chunk, num_episodes))
-    r, n, s = _run_chunk(policy_fn, env_id, part.stop - part.start, seed + start, obs_stats,
-                         max_steps)
+    r, n, s = _run_chunk(policy_fn, env_id, episode_seeds[part], obs_stats, max_steps)
     returns[part], lengths[part], success[part] = r, n, s
   scores = episode_scores(env_id, returns, success)
-  return {
-      "return_mean": float(returns.mean()),
-      "return_std": float(returns.std()),
-      "return_min": float(returns.min()),
-      "return_max": float(returns.max()),
-      "normalized_score_mean": float(np.mean(scores)),
-      "normalized_score_std": float(np.std(scores)),
-      "length_mean": float(lengths.mean()),
-      "num_episodes": int(num_episodes),
-      "success_rate": float(success.mean()),
-  }
+  out = []
+  for g in range(groups):
+    part = slice(g * num_episodes_per_group, (g + 1) * num_episodes_per_group)
+    ret, sc, ln, su = returns[part], np.asarray(scores)[part], lengths[part], success[part]
+    out.append({
+        "return_mean": float(ret.mean()),
+        "return_std": float(ret.std()),
+        "return_min": float(ret.min()),
+        "return_max": float(ret.max()),
+        "normalized_score_mean": float(np.mean(sc)),
+        "normalized_score_std": float(np.std(sc)),
+        "length_mean": float(ln.mean()),
+        "num_episodes": int(num_episodes_per_group),
+        "success_rate": float(su.mean()),
+    })
+  return out
 
 
-def _run_chunk(policy_fn, env_id: str, num: int, seed: int, obs_stats, max_steps):
-  """Episodes of `num` sub-envs (sub-env i reset with seed + i); closes them before returning."""
+def _run_chunk(policy_fn, env_id: str, seeds: list[int], obs_stats, max_steps):
+  """Episodes of len(seeds) sub-envs (sub-env i reset with seeds[i]); closes them before
+  returning."""
+  num = len(seeds)
   envs = make_vector_env(env_id, num)
   try:
-    obs, _ = envs.reset(seed=int(seed))
+    obs, _ = envs.reset(seed=[int(x) for x in seeds])
     limit = max_steps or (envs.envs[0].spec.max_episode_steps or 1000) + 1
     returns = np.zeros(num, np.float64)
     lengths = np.zeros(num, np.int64)

@@ -412,6 +412,9 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
   timings = dict.fromkeys(TIMINGS, 0.0)
   t0, step0 = time.time(), step
 
+  # (one function object for the whole run: make_policy caches its compiled act per function)
+  stacked_act = _stacked_act(agent.act, num_points) if stacked else None
+
   def host_agents():
     agents = mesh_lib.gather_to_host(state.agent, mesh) if stacked else state.agent
     return [per_point(agents, p) for p in range(num_points)]
@@ -428,11 +431,18 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
                                     "num_envs": num_envs})
 
   def run_eval(step_):
+    # One small jitted call per env step on just the leaves `act` reads (envs.make_policy);
+    # stacked points: every point's episodes in ONE vector env, acting with a vmapped policy.
+    seeds = [10_000 + int(c.seed) for c in configs]
+    if stacked:
+      agents = mesh_lib.gather_to_host(state.agent, mesh)
+      results = envs.evaluate_groups(envs.make_policy(stacked_act, agents, eval_key),
+                                     env_id, int(c0.eval_episodes), seeds)
+    else:
+      results = [envs.evaluate(envs.make_policy(agent.act, state.agent, eval_key), env_id,
+                               int(c0.eval_episodes), seed=seeds[0])]
     out = []
-    for p, (c, agent_p) in enumerate(zip(configs, host_agents())):
-      # One small jitted call per env step on just the leaves `act` reads (envs.make_policy).
-      res = envs.evaluate(envs.make_policy(agent.act, agent_p, eval_key), env_id,
-                          int(c.eval_episodes), seed=10_000 + int(c.seed))
+    for p, res in enumerate(results):
       rec = {"eval/return": res["return_mean"], "eval/return_std": res["return_std"],
              "eval/normalized_score": res["normalized_score_mean"],
              "eval/length": res["length_mean"]}
@@ -538,6 +548,16 @@ def _train(configs, dirs, run_dir, *, agent=None, callbacks=None, stacked=False,
     summaries.append(summary)
   runner.close()
   return summaries
+
+
+def _stacked_act(act, num_points: int):
+  """`act` of stacked agent states (leading point axis) on group-major observations
+  (num_points * n, obs_dim) -> (num_points * n, act_dim): point p acts on its own rows."""
+  def fn(state, obs, key, deterministic=True):
+    obs = obs.reshape((num_points, -1) + obs.shape[1:])
+    a = jax.vmap(lambda s, o: act(s, o, key, deterministic=deterministic))(state, obs)
+    return a.reshape((-1,) + a.shape[2:])
+  return fn
 
 
 def _split_cold(fns: OnlineFns, state: LoopState) -> tuple[LoopState, dict | None]:
