@@ -108,6 +108,11 @@ class WindowData(flax.struct.PyTreeNode):
     return jnp.minimum(self.remaining, self.spec.transitions)
 
   @property
+  def rewards(self) -> jax.Array:
+    """(N,) the rows' reward column: the terminal penalty included, in the rows' units."""
+    return self.rows[:, -1]
+
+  @property
   def pad(self) -> int:
     """Rows of the longest window (ATraDiff's name: copies of the last frame appended)."""
     return self.spec.horizon
