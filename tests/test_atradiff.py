@@ -17,8 +17,9 @@ from jaxaug.augment.atradiff import length as alength
 from jaxaug.augment.atradiff import pruner
 from jaxaug.augment.atradiff.adapt import real_windows
 from jaxaug.data import replay
-from jaxaug.data.dataset import OfflineDataset, Transitions
+from jaxaug.data.dataset import Transitions
 from jaxaug.types import EnvSpec
+from tests.helpers.atradiff_data import toy_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,21 +28,7 @@ def _config(preset="tiny"):
   return load_config_file(f"atradiff:{preset}")
 
 
-def _toy_dataset(lengths=(3, 5), obs_dim=2, act_dim=1, terminal_last=True):
-  obs, act, rew, nxt, term, tout = [], [], [], [], [], []
-  c = 0.0
-  for t in lengths:
-    for i in range(t):
-      obs.append([c, -c][:obs_dim])
-      nxt.append([c + 1, -(c + 1)][:obs_dim])
-      act.append([0.1 * i] * act_dim)
-      rew.append(1.0 + i)
-      term.append(1.0 if (i == t - 1 and terminal_last) else 0.0)
-      tout.append(1.0 if (i == t - 1 and not terminal_last) else 0.0)
-      c += 1
-    c += 10  # episodes far apart
-  return OfflineDataset(np.array(obs), np.array(act), np.array(rew), np.array(nxt),
-                        np.array(term), np.array(tout))
+_toy_dataset = toy_dataset
 
 
 # ------------------------------------------------------------------------- data preparation

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,28 +18,15 @@ from jaxaug.augment.atradiff import diffuser as adiff
 from jaxaug.augment.atradiff import store as astore
 from jaxaug.augment.atradiff import training
 from jaxaug.configs_io import load_config_file
-from jaxaug.data.dataset import OfflineDataset
 from jaxaug.diffusion import train as dtrain
-from jaxaug.train import loop as loop_lib
+
+from tests.helpers.atradiff_data import toy_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _toy_dataset(lengths=(12, 15, 9), obs_dim=2, act_dim=1, reward_shift=0.0):
-  obs, act, rew, nxt, term, tout = [], [], [], [], [], []
-  c = 0.0
-  for t in lengths:
-    for i in range(t):
-      obs.append([c, -c][:obs_dim])
-      nxt.append([c + 1, -(c + 1)][:obs_dim])
-      act.append([0.1 * i] * act_dim)
-      rew.append(1.0 + i + reward_shift)
-      term.append(1.0 if i == t - 1 else 0.0)
-      tout.append(0.0)
-      c += 1
-    c += 10
-  return OfflineDataset(np.array(obs), np.array(act), np.array(rew), np.array(nxt),
-                        np.array(term), np.array(tout))
+def _toy_dataset(lengths=(12, 15, 9), **kwargs):
+  return toy_dataset(lengths=lengths, **kwargs)
 
 
 def _config(steps=6, per_dispatch=3, est_steps=4, batch=8):

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from jaxaug.configs_io import load_config_file
 from jaxaug.train import online
 from jaxaug.train import sweep as sweep_lib
+from tests.helpers import sweep_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = "agent.tau=[0.005,0.02] seed=range(2)"
@@ -30,18 +30,11 @@ def _config(**over):
   return c
 
 
-def _env(**extra):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env.update(extra)
-  return env
+_env = sweep_cli.subprocess_env
 
 
 def _cli(workdir, **over):
-  fields = dict(SHORT, **over)
-  return ([sys.executable, os.path.join(ROOT, "experiments", "sweep.py"),
-           f"--config={os.path.join(ROOT, 'configs', 'sac.py')}:tiny", f"--sweep={SPEC}",
-           f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in fields.items()])
+  return sweep_cli.sweep_cli("sac.py", SPEC, workdir, dict(SHORT, **over))
 
 
 def _rows(path):

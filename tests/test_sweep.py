@@ -15,6 +15,7 @@ import pytest
 from configs import td3bc as td3bc_config
 from jaxaug.agents import td3bc
 from jaxaug.train import sweep as sweep_lib
+from tests.helpers import sweep_cli
 from jaxaug.train.offline import train_offline
 from jaxaug.types import EnvSpec
 
@@ -25,11 +26,7 @@ SHORT = dict(num_steps=100, updates_per_dispatch=50, log_every=50, eval_every=50
              eval_episodes=1, checkpoint_every=50, batch_size=64)
 
 
-def _env(**extra):
-  env = dict(os.environ)
-  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-  env.update(extra)
-  return env
+_env = sweep_cli.subprocess_env
 
 
 def _config(**over):
@@ -39,10 +36,7 @@ def _config(**over):
 
 
 def _cli(workdir, **over):
-  fields = dict(SHORT, **over)
-  return ([sys.executable, os.path.join(ROOT, "experiments", "sweep.py"),
-           f"--config={os.path.join(ROOT, 'configs', 'td3bc.py')}:tiny", f"--sweep={SPEC}",
-           f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in fields.items()])
+  return sweep_cli.sweep_cli("td3bc.py", SPEC, workdir, dict(SHORT, **over))
 
 
 def _rows(path):
