@@ -470,6 +470,15 @@ def _program(sub, states, keys, pdirs, num_steps: int, is_main: bool, sweep_devi
   return mesh, SweepAxis(init=lambda: stacked, size=len(order), make_logger=make_logger), stacked
 
 
+def _programs(subs, configs, states, keys, pdirs, is_main, sweep_devices):
+  """Per program of a group: (sub, mesh, SweepAxis, (stacked state, stacked loop keys), its
+  configs, its point dirs) (see _program)."""
+  for sub in subs:
+    mesh, axis, stacked = _program(sub, states, keys, pdirs, int(configs[0].num_steps),
+                                   is_main, sweep_devices)
+    yield sub, mesh, axis, stacked, [configs[i] for i in sub], [pdirs[i] for i in sub]
+
+
 def _write_summary(point_dir: str, summary: dict, logged: bool, is_main: bool) -> dict:
   """Writes the point's summary.json; a re-run of a finished sweep (nothing logged) keeps the
   final metrics of the summary already there."""
@@ -520,11 +529,8 @@ def _run_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[dict]:
       configs, states, lambda c: jax.device_get(jax.jit(lambda k, a=c.agent: agent.init(
           k, spec, a))(keys[0][0])))
   results: list = [None] * len(configs)
-  for sub in subs:
-    mesh, axis, (stacked_state, stacked_rng) = _program(sub, states, keys, pdirs,
-                                                        int(c0.num_steps), is_main, sweep_devices)
-    sub_configs = [configs[i] for i in sub]
-    sub_dirs = [pdirs[i] for i in sub]
+  for sub, mesh, axis, _, sub_configs, sub_dirs in _programs(
+      subs, configs, states, keys, pdirs, is_main, sweep_devices):
     eval_fn = None
     if c0.eval_episodes > 0:
       point_evals = [offline.make_eval_fn(agent, c, env_id, obs_stats) for c in sub_configs]
@@ -583,11 +589,8 @@ def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[d
   subs = split_group(configs, states, lambda c: jax.device_get(
       jax.jit(pipeline.init_fn(c, data))(keys[0][0])))
   results: list = [None] * len(configs)
-  for sub in subs:
-    mesh, axis, (stacked_state, stacked_rng) = _program(sub, states, keys, pdirs,
-                                                        int(c0.num_steps), is_main, sweep_devices)
-    sub_configs = [configs[i] for i in sub]
-    sub_dirs = [pdirs[i] for i in sub]
+  for sub, mesh, axis, stacked, sub_configs, sub_dirs in _programs(
+      subs, configs, states, keys, pdirs, is_main, sweep_devices):
     sub_gdir = gdir if len(sub) == len(configs) else f"{gdir}_{sub[0]}"
     state, last = run_training(
         cfg=LoopConfig.from_config(c0), workdir=sub_gdir, init_fn=None,
@@ -597,7 +600,7 @@ def _run_generator_group(configs, pdirs, gdir, is_main, sweep_devices) -> list[d
     # The loop keys at the end (for the per-point checkpoints a single run would leave).
     ckpt = Checkpointer(os.path.join(sub_gdir, "checkpoints"), max_to_keep=None)
     final_step = ckpt.latest_step()
-    _, rng_t = mesh_lib.shard_sweep((stacked_state, stacked_rng), mesh)
+    _, rng_t = mesh_lib.shard_sweep(stacked, mesh)
     rngs = jax.device_get(mesh_lib.gather_to_host(
         ckpt.restore(final_step, {"state": state, "rng": rng_t})["rng"], mesh))
     ckpt.close()
