@@ -26,6 +26,8 @@ import os
 
 import pytest
 
+from jaxaug.train import config_io
+
 from experiments import record_online_golden as rog
 
 GOLDEN_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden",
@@ -76,14 +78,7 @@ def _describe(entries) -> str:
                    for e in entries)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
+_flat = config_io._flatten  # dotted keys of nested dicts
 
 
 def _close(a, b, rtol: float) -> bool:

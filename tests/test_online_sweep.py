@@ -6,9 +6,7 @@ exactly."""
 
 import json
 import os
-import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -111,17 +109,8 @@ def test_sigkilled_online_sweep_resumes_exactly(tmp_path):
   env = _env()
   r = subprocess.run(_cli(full), env=env, capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
-  proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  ckdir = os.path.join(killed, "groups", "0", "checkpoints")
-  deadline = time.time() + 600
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir)):
-      break
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  done = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  done = sweep_cli.kill_after_first_checkpoint(
+      _cli(killed), env, os.path.join(killed, "groups", "0", "checkpoints"))
   assert done and max(done) < 300, done  # killed mid-run
   r = subprocess.run(_cli(killed), env=env, capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]

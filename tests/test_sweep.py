@@ -3,10 +3,8 @@ results equal to separate runs, 4 devices equal 1, kill + resume exact, the repo
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -236,16 +234,8 @@ def test_kill_and_resume_is_exact(four_device_run, tmp_path):
   r = subprocess.run(_cli(full, num_steps=300), env=env, capture_output=True, text=True,
                      timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
-  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   ckdir = os.path.join(workdir, "groups", "0", "checkpoints")
-  deadline = time.time() + 600
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.isdir(ckdir) and any(d.isdigit() for d in os.listdir(ckdir)):
-      break
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  done = sorted(int(d) for d in os.listdir(ckdir) if d.isdigit())
+  done = sweep_cli.kill_after_first_checkpoint(cmd, env, ckdir)
   assert done and max(done) < 300, done  # killed mid-run
   r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-3000:]
